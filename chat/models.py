@@ -1,0 +1,118 @@
+"""Messenger data: companions (personas), conversations and messages.
+
+Every timestamp is stored in UTC; a conversation's ``time_zone`` is used only when
+rendering (the chat page, the generator's transcript, the labeling tool).
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+def validate_time_zone(value: str) -> None:
+    """Accept only IANA zone names that this machine's tz database knows."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(f"Unknown time zone {value!r}; use an IANA name such as 'Asia/Seoul'.") from exc
+
+
+class Companion(models.Model):
+    """A chat character and the delay settings the reply loop reads for it."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=80)
+    description = models.TextField(blank=True, help_text="Who the companion is (the persona).")
+    speaking_style = models.TextField(blank=True, help_text="How the companion writes.")
+    avatar_url = models.URLField(blank=True)
+    default_time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+
+    # Guard-rule settings (scheduling reads them; defaults follow the Luda write-up).
+    instant_threshold_minutes = models.PositiveIntegerField(
+        default=10, help_text="A proposed delay shorter than this becomes an instant reply."
+    )
+    delay_ration_turns = models.PositiveIntegerField(
+        default=3, help_text="At most one delayed reply within this many recent companion turns."
+    )
+    complaint_cooldown_minutes = models.PositiveIntegerField(
+        default=60, help_text="After the person complains about slowness, no delays for this long."
+    )
+    max_delay_minutes = models.PositiveIntegerField(
+        default=7 * 24 * 60, help_text="Delays beyond this are clamped."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Conversation(models.Model):
+    """One person talking with one companion."""
+
+    class AgeGroup(models.TextChoices):
+        CHILD = "child", "Child"
+        ADULT = "adult", "Adult"
+        SENIOR = "senior", "Senior"
+
+    person = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    companion = models.ForeignKey(Companion, on_delete=models.PROTECT, related_name="conversations")
+    time_zone = models.CharField(max_length=64, validators=[validate_time_zone])
+    person_age_group = models.CharField(max_length=16, choices=AgeGroup.choices, default=AgeGroup.ADULT)
+    # Read state as high-water marks: every message with id <= the mark has been read by that side.
+    person_read_up_to = models.BigIntegerField(null=True, blank=True)
+    companion_read_up_to = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["person", "companion"], name="conversation_one_per_person_companion")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.person} ↔ {self.companion}"
+
+
+class Message(models.Model):
+    """One message in a conversation, written by the person, the companion or the system."""
+
+    class Role(models.TextChoices):
+        PERSON = "person", "Person"
+        COMPANION = "companion", "Companion"
+        SYSTEM = "system", "System"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Chosen by the sending client so a retried send stores nothing twice.
+    client_id = models.CharField(max_length=64, blank=True, default="")
+    # The scheduled reply that produced this message. Scheduling owns that table; chat keeps
+    # only the id, unique, so a duplicate delivery wake-up can never create a second message.
+    scheduled_reply_id = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["conversation", "id"], name="message_conversation_id")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=~Q(client_id=""),
+                name="message_unique_client_id",
+            ),
+            models.CheckConstraint(
+                condition=Q(role__in=["person", "companion", "system"]), name="message_role_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:40]}"

@@ -1,0 +1,81 @@
+"""Fixtures shared by the whole suite: people, companions, API clients, worker environments."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.db import connection
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.factories import CompanionFactory, ConversationFactory, UserFactory
+
+
+@pytest.fixture
+def person(db):
+    return UserFactory(username="mina")
+
+
+@pytest.fixture
+def other_person(db):
+    return UserFactory(username="jun")
+
+
+@pytest.fixture
+def staff_user(db):
+    return UserFactory(username="staff", is_staff=True)
+
+
+@pytest.fixture
+def companion(db):
+    return CompanionFactory(slug="luda", name="Luda")
+
+
+@pytest.fixture
+def conversation(person, companion):
+    return ConversationFactory(person=person, companion=companion, time_zone="Asia/Seoul")
+
+
+def token_client(user) -> APIClient:
+    """An API client authenticated the way a mobile app is: with a token header."""
+    token, _ = Token.objects.get_or_create(user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api_client(person) -> APIClient:
+    return token_client(person)
+
+
+@pytest.fixture
+def anonymous_client() -> APIClient:
+    return APIClient()
+
+
+def subprocess_environment() -> dict[str, str]:
+    """Environment for a child process (Celery worker, beat, ASGI server) of this test run.
+
+    It points at the same Redis and at the *test* database this run created, with the
+    production settings module, so the child behaves exactly as in production.
+    """
+    settings_dict = connection.settings_dict
+    host = settings_dict["HOST"] or ""
+    from urllib.parse import quote
+
+    host_part = quote(host, safe="") if host.startswith("/") else host
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    password = f":{quote(settings_dict['PASSWORD'], safe='')}" if settings_dict.get("PASSWORD") else ""
+    database_url = f"postgres://{settings_dict['USER']}{password}@{host_part}{port}/{settings_dict['NAME']}"
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "companion.settings",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": os.environ["REDIS_URL"],
+            "COMPANION_DEV_SECRET": "1",
+        }
+    )
+    return env
