@@ -63,7 +63,9 @@ class Conversation(models.Model):
         ADULT = "adult", "Adult"
         SENIOR = "senior", "Senior"
 
-    person = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    person = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
     companion = models.ForeignKey(Companion, on_delete=models.PROTECT, related_name="conversations")
     time_zone = models.CharField(max_length=64, validators=[validate_time_zone])
     person_age_group = models.CharField(max_length=16, choices=AgeGroup.choices, default=AgeGroup.ADULT)
@@ -75,7 +77,9 @@ class Conversation(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["person", "companion"], name="conversation_one_per_person_companion")
+            models.UniqueConstraint(
+                fields=["person", "companion"], name="conversation_one_per_person_companion"
+            )
         ]
 
     def __str__(self) -> str:

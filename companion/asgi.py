@@ -9,7 +9,6 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs apps loaded)
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.ws_auth import TokenOrSessionAuthMiddleware  # noqa: E402
 

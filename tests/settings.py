@@ -16,8 +16,8 @@ os.environ.setdefault("COMPANION_DEV_SECRET", "1")
 if not os.environ.get("REDIS_URL"):
     embedded.ensure_redis(Path(tempfile.mkdtemp(prefix="companion-test-redis-")))
 
-from companion.settings import *  # noqa: E402, F403
-from companion.settings import DATABASES, REST_FRAMEWORK  # noqa: E402
+from companion.settings import *  # noqa: F403
+from companion.settings import DATABASES, REST_FRAMEWORK
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["TEST"] = {"NAME": f"test_companion_{os.getpid()}"}
