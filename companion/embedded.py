@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -24,7 +23,9 @@ def ensure_postgres(data_dir: Path, *, database: str = "companion") -> str:
     """Start (or join) the embedded PostgreSQL under ``data_dir/pgdata``; return its URL."""
     # pgserver keeps its lock files in the user runtime dir; containers and CI often lack one.
     if not os.environ.get("XDG_RUNTIME_DIR"):
-        os.environ["XDG_RUNTIME_DIR"] = tempfile.gettempdir()
+        runtime_dir = data_dir / "run"
+        runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
     import pgserver
 
     pgdata = data_dir / "pgdata"

@@ -10,6 +10,13 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.factories import CompanionFactory, ConversationFactory, UserFactory
+from tests.live import (  # noqa: F401  (fixtures shared by the whole suite)
+    browser_page,
+    chromium_browser,
+    live_asgi_server,
+    start_celery_beat,
+    start_celery_worker,
+)
 
 
 @pytest.fixture
