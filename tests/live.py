@@ -8,6 +8,7 @@ output goes to a log file whose tail is shown when a child fails to start.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -66,10 +67,8 @@ class ChildProcess:
         self._close_log()
 
     def _signal_group(self, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signum)
-        except ProcessLookupError:
-            pass
 
     def _close_log(self) -> None:
         handle = self._log_handle
