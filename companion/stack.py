@@ -1,0 +1,134 @@
+"""``make run``: the whole stack in one terminal — web (ASGI), a Celery worker and Celery beat.
+
+Steps, in order:
+
+1. settings start the embedded PostgreSQL and Redis under ``var/`` unless ``DATABASE_URL`` /
+   ``REDIS_URL`` are set, and export their URLs so that every child joins the same servers;
+2. migrate, seed the demo person and companion, register the reply dispatcher's beat
+   schedule, and build the default generator model when none is there yet (progress shown);
+3. start daphne, the worker and beat as children, prefixing their output with their name.
+
+Ctrl-C (or SIGTERM) stops every child, then the embedded servers; if one child dies, the
+others are stopped too and the exit status is non-zero. A second run reuses ``var/``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import IO
+
+PREPARE_COMMANDS: Sequence[tuple[str, Sequence[str]]] = (
+    ("migrate", ("--no-input",)),
+    ("seed_demo", ()),
+    ("ensure_reply_dispatcher", ()),
+    ("ensure_generator_model", ()),
+)
+
+
+@dataclass
+class Child:
+    name: str
+    popen: subprocess.Popen[bytes]
+
+
+def _prepare_environment() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "companion.settings")
+    os.environ.setdefault("DJANGO_DEBUG", "1")
+    # A development stack gets a per-checkout random key under var/ when none is given.
+    os.environ.setdefault("COMPANION_DEV_SECRET", "1")
+
+
+def _prepare_database() -> None:
+    import django
+    from django.core.management import call_command, get_commands
+
+    django.setup()  # starts (or joins) the embedded engines when the URLs are unset
+    available = get_commands()
+    for command, args in PREPARE_COMMANDS:
+        if command not in available:
+            print(f"[stack] skipping {command}: not installed in this build", flush=True)
+            continue
+        print(f"[stack] manage.py {command} {' '.join(args)}".rstrip(), flush=True)
+        call_command(command, *args)
+
+
+def _pump(name: str, stream: IO[bytes]) -> None:
+    for raw_line in iter(stream.readline, b""):
+        sys.stdout.write(f"[{name}] {raw_line.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+def _start(name: str, args: Sequence[str]) -> Child:
+    popen = subprocess.Popen(
+        list(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+        start_new_session=True,  # Ctrl-C reaches us; we decide how children stop
+    )
+    assert popen.stdout is not None
+    threading.Thread(target=_pump, args=(name, popen.stdout), daemon=True).start()
+    return Child(name=name, popen=popen)
+
+
+def _stop_all(children: Sequence[Child], *, timeout: float = 20.0) -> None:
+    for child in children:
+        if child.popen.poll() is None:
+            os.killpg(child.popen.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for child in children:
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            child.popen.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.popen.pid, signal.SIGKILL)
+            child.popen.wait()
+
+
+def main() -> int:
+    _prepare_environment()
+    _prepare_database()
+    host = os.environ.get("COMPANION_HOST", "127.0.0.1")
+    port = os.environ.get("COMPANION_PORT", "8000")
+    python = sys.executable
+    children = [
+        _start("web", [python, "-m", "daphne", "-b", host, "-p", port, "companion.asgi:application"]),
+        _start(
+            "worker",
+            [python, "-m", "celery", "-A", "companion", "worker", "--loglevel=INFO", "--concurrency=1"],
+        ),
+        _start("beat", [python, "-m", "celery", "-A", "companion", "beat", "--loglevel=INFO"]),
+    ]
+    print(f"[stack] serving http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
+
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    exit_code = 0
+    while not stopping.is_set():
+        dead = [child for child in children if child.popen.poll() is not None]
+        if dead:
+            for child in dead:
+                print(f"[stack] {child.name} exited with {child.popen.returncode}; stopping", flush=True)
+            exit_code = 1
+            break
+        stopping.wait(0.5)
+    print("[stack] stopping web, worker and beat…", flush=True)
+    _stop_all(children)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
