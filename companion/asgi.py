@@ -8,14 +8,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "companion.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs apps loaded)
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
-from chat.ws_auth import TokenOrSessionAuthMiddleware  # noqa: E402
+from chat.ws_auth import AllowedHostsOrNoOriginValidator, TokenOrSessionAuthMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        # Browsers (always sending Origin) are checked against ALLOWED_HOSTS; apps send none.
+        "websocket": AllowedHostsOrNoOriginValidator(
             TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))
         ),
     }

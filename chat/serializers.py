@@ -1,0 +1,49 @@
+"""How chat objects look on the wire: one serialization for REST, the socket and Celery pushes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from chat.models import Companion, Conversation, Message
+
+
+class MessageSerializer(serializers.ModelSerializer[Message]):
+    """``{"id", "conversation", "role", "text", "created_at", "client_id"}``; created_at is ISO 8601 UTC."""
+
+    class Meta:
+        model = Message
+        fields = ["id", "conversation", "role", "text", "created_at", "client_id"]
+        read_only_fields = fields
+
+
+def message_payload(message: Message) -> dict[str, Any]:
+    """The plain-dict form of a message (what ``message.created`` carries under ``"message"``)."""
+    return dict(MessageSerializer(message).data)
+
+
+class CompanionSerializer(serializers.ModelSerializer[Companion]):
+    class Meta:
+        model = Companion
+        fields = ["id", "slug", "name", "description", "speaking_style", "avatar_url", "default_time_zone"]
+        read_only_fields = fields
+
+
+class ConversationSerializer(serializers.ModelSerializer[Conversation]):
+    companion = CompanionSerializer(read_only=True)
+    person = serializers.CharField(source="person.username", read_only=True)
+
+    class Meta:
+        model = Conversation
+        fields = [
+            "id",
+            "person",
+            "companion",
+            "time_zone",
+            "person_age_group",
+            "person_read_up_to",
+            "companion_read_up_to",
+            "created_at",
+        ]
+        read_only_fields = fields

@@ -1,0 +1,213 @@
+"""Writes of the messenger: posting messages, creating conversations, read marks, accounts.
+
+Every service takes keyword-only arguments, owns its transaction and pushes its realtime
+event only after commit, so a socket never hears of a row that was rolled back.
+
+Lock order (scheduling relies on it): a write that adds a message to a conversation first
+locks that conversation's row (``SELECT ... FOR UPDATE``). ``message_post`` does, so the
+reply planner, which also locks the conversation row before it inserts a reply, either runs
+entirely before a new person message (and the in-transaction hook cancels its reply) or
+entirely after it (and sees that its trigger is no longer the latest person message).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce, Greatest
+from rest_framework.authtoken.models import Token
+
+from chat import hooks, realtime
+from chat.models import Companion, Conversation, Message, validate_time_zone
+from chat.text_rules import ChatInputInvalid, validate_client_id, validate_message_text
+
+
+class NotConversationPerson(ChatInputInvalid):
+    """Only the conversation's own person may write in it (staff may read, not speak for them)."""
+
+    def __init__(self) -> None:
+        super().__init__("forbidden", "Only the person of this conversation can do that.")
+
+
+class ReadMarkInvalid(ChatInputInvalid):
+    """``up_to`` is not the id of a message of this conversation, or the role is unknown."""
+
+
+class TimeZoneInvalid(ChatInputInvalid):
+    """A conversation's time zone is not an IANA name this machine knows."""
+
+
+class DuplicateScheduledReply(Exception):
+    """A message for this scheduled reply already exists (a duplicate delivery wake-up)."""
+
+
+class RegistrationInvalid(ChatInputInvalid):
+    """The username is taken or the password fails the password validators."""
+
+
+@transaction.atomic
+def message_post(
+    *, conversation: Conversation, author: AbstractBaseUser, text: str, client_id: str
+) -> tuple[Message, bool]:
+    """Store the person's message; return ``(message, created)``.
+
+    Idempotent on ``(conversation, client_id)``: a retried send returns the stored message
+    with ``created=False`` and announces / broadcasts nothing again (its text is not
+    compared: the first send wins). Raises ``MessageTextInvalid`` / ``ClientIdInvalid`` /
+    ``NotConversationPerson`` before anything is written.
+    """
+    normalized_text = validate_message_text(text)
+    validate_client_id(client_id)
+    if author.pk != conversation.person_id:
+        raise NotConversationPerson()
+    # See the module docstring: the conversation row lock orders us against the reply planner.
+    Conversation.objects.select_for_update().filter(pk=conversation.pk).values_list("pk").get()
+    existing = Message.objects.filter(conversation=conversation, client_id=client_id).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                conversation=conversation, role=Message.Role.PERSON, text=normalized_text, client_id=client_id
+            )
+    except IntegrityError:
+        # Unreachable while we hold the row lock, kept for writers that do not take it.
+        return Message.objects.get(conversation=conversation, client_id=client_id), False
+    hooks.announce_person_message(message)
+    transaction.on_commit(partial(realtime.broadcast_message, message), robust=True)
+    return message, True
+
+
+@transaction.atomic
+def companion_message_create(
+    *, conversation: Conversation, text: str, scheduled_reply_id: int | None
+) -> Message:
+    """Store a companion message and broadcast ``message.created`` once the caller commits.
+
+    Meant to run inside the caller's transaction (scheduling's delivery). The text goes
+    through the same ``validate_message_text`` (raises ``MessageTextInvalid``). A second
+    message for the same ``scheduled_reply_id`` raises ``DuplicateScheduledReply`` and
+    leaves the caller's transaction usable (the insert ran in a savepoint).
+    """
+    normalized_text = validate_message_text(text)
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.COMPANION,
+                text=normalized_text,
+                scheduled_reply_id=scheduled_reply_id,
+            )
+    except IntegrityError as exc:
+        duplicate = Message.objects.filter(scheduled_reply_id=scheduled_reply_id)
+        if scheduled_reply_id is not None and duplicate.exists():
+            raise DuplicateScheduledReply(
+                f"A message for scheduled reply {scheduled_reply_id} already exists."
+            ) from exc
+        raise
+    transaction.on_commit(partial(realtime.broadcast_message, message), robust=True)
+    return message
+
+
+_READ_FIELDS = {
+    Message.Role.PERSON: "person_read_up_to",
+    Message.Role.COMPANION: "companion_read_up_to",
+}
+
+
+@transaction.atomic
+def conversation_mark_read(*, conversation: Conversation, reader_role: str, up_to: int) -> Conversation:
+    """Raise the ``reader_role`` side's read mark to ``up_to`` (never lower it); return the conversation.
+
+    ``up_to`` must be the id of a message of this conversation (``ReadMarkInvalid`` otherwise).
+    A ``read`` event is broadcast after commit only when the mark actually moved.
+    """
+    field = _READ_FIELDS.get(reader_role)  # type: ignore[call-overload]
+    if field is None:
+        raise ReadMarkInvalid("read_role_invalid", f"Unknown reader role {reader_role!r}.")
+    if isinstance(up_to, bool) or not isinstance(up_to, int):
+        raise ReadMarkInvalid("read_up_to_invalid", "up_to must be a message id (an integer).")
+    if not Message.objects.filter(conversation=conversation, pk=up_to).exists():
+        raise ReadMarkInvalid("read_up_to_unknown", f"Message {up_to} is not in this conversation.")
+    before = Conversation.objects.select_for_update().values_list(field, flat=True).get(pk=conversation.pk)
+    # GREATEST in SQL keeps the mark monotonic even against writers that skip the lock.
+    raised_mark = Greatest(Coalesce(F(field), up_to), up_to)
+    Conversation.objects.filter(pk=conversation.pk).update(**{field: raised_mark})
+    conversation.refresh_from_db(fields=[field])
+    after: int = getattr(conversation, field)
+    if before != after:
+        transaction.on_commit(
+            partial(realtime.broadcast_read, conversation_id=conversation.pk, role=reader_role, up_to=after),
+            robust=True,
+        )
+    return conversation
+
+
+@transaction.atomic
+def conversation_get_or_create(
+    *,
+    person: AbstractBaseUser,
+    companion: Companion,
+    time_zone: str | None = None,
+    person_age_group: str = Conversation.AgeGroup.ADULT,
+) -> tuple[Conversation, bool]:
+    """The person's conversation with ``companion``, created if missing; ``(conversation, created)``.
+
+    ``time_zone`` defaults to the companion's ``default_time_zone`` and must be an IANA
+    name (``TimeZoneInvalid``). An existing conversation is returned unchanged.
+    """
+    zone = time_zone or companion.default_time_zone
+    try:
+        validate_time_zone(zone)
+    except ValidationError as exc:
+        raise TimeZoneInvalid("time_zone_invalid", exc.messages[0]) from exc
+    existing = Conversation.objects.filter(person=person, companion=companion).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            conversation = Conversation.objects.create(
+                person=person, companion=companion, time_zone=zone, person_age_group=person_age_group
+            )
+    except IntegrityError:
+        return Conversation.objects.get(person=person, companion=companion), False
+    return conversation, True
+
+
+@transaction.atomic
+def person_register(*, username: str, password: str, email: str = "") -> tuple[AbstractBaseUser, Token]:
+    """Create a person (a plain, non-staff user) and their API token."""
+    user_model = get_user_model()
+    if user_model.objects.filter(username__iexact=username).exists():
+        raise RegistrationInvalid("username_taken", f"The username {username!r} is taken.")
+    candidate = user_model(username=username, email=email)
+    try:
+        validate_password(password, user=candidate)
+    except ValidationError as exc:
+        raise RegistrationInvalid("password_invalid", " ".join(exc.messages)) from exc
+    try:
+        with transaction.atomic():
+            user = user_model.objects.create_user(username=username, email=email, password=password)
+    except IntegrityError as exc:
+        raise RegistrationInvalid("username_taken", f"The username {username!r} is taken.") from exc
+    token = Token.objects.create(user=user)
+    return user, token
+
+
+def person_token(*, user: AbstractBaseUser) -> Token:
+    """The user's API token, created on first use."""
+    token, _ = Token.objects.get_or_create(user=user)
+    return token
+
+
+def typing_announce(*, conversation: Conversation, user: AbstractBaseUser, is_typing: bool) -> None:
+    """Tell the conversation's sockets that its person is (not) typing; nothing is stored."""
+    if user.pk != conversation.person_id:
+        raise NotConversationPerson()
+    realtime.broadcast_typing(conversation_id=conversation.pk, role=Message.Role.PERSON, is_typing=is_typing)
