@@ -8,6 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "companion.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs apps loaded)
+
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.ws_auth import AllowedHostsOrNoOriginValidator, TokenOrSessionAuthMiddleware  # noqa: E402
 
