@@ -1,0 +1,212 @@
+"""Reads of the labeling tool: the queue, a task's turns, review lists, agreement and precision."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from itertools import combinations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+
+from chat.models import Message
+from labeling.models import DelayLabel, DelayTask, minute_floor
+from labeling.time_editor import local_time_label
+
+# The six delay buckets of the generator's evaluation (TimelyChat), lower bounds in minutes.
+DELAY_BUCKETS: tuple[tuple[str, int], ...] = (
+    ("0-5 min", 0),
+    ("5-30 min", 5),
+    ("30 min-2 h", 30),
+    ("2-6 h", 120),
+    ("6-12 h", 360),
+    ("12 h+", 720),
+)
+NO_DELAY = "no delay"
+ACCEPTED_STATES = (DelayLabel.State.SUBMITTED, DelayLabel.State.APPROVED)
+REJECTED_STATES = (DelayLabel.State.SKIPPED, DelayLabel.State.REJECTED)
+
+
+def delay_bucket(delay: timedelta) -> str:
+    minutes = delay.total_seconds() / 60
+    name = DELAY_BUCKETS[0][0]
+    for bucket, lower in DELAY_BUCKETS:
+        if minutes >= lower:
+            name = bucket
+    return name
+
+
+def label_bucket(label: DelayLabel) -> str | None:
+    """The label's answer as a bucket: "no delay" for a skip or rejection, None while undecided."""
+    if label.state in REJECTED_STATES:
+        return NO_DELAY
+    if label.state in ACCEPTED_STATES and label.delay is not None:
+        return delay_bucket(label.delay)
+    return None
+
+
+def task_queue(
+    *, rule: str | None = None, companion_id: int | None = None, state: str | None = None
+) -> QuerySet[DelayTask]:
+    tasks = DelayTask.objects.select_related("conversation__companion", "trigger_message").order_by("id")
+    if rule:
+        tasks = tasks.filter(rule=rule)
+    if companion_id is not None:
+        tasks = tasks.filter(conversation__companion_id=companion_id)
+    if state:
+        tasks = tasks.filter(state=state)
+    return tasks
+
+
+def task_rules() -> list[str]:
+    return list(DelayTask.objects.order_by("rule").values_list("rule", flat=True).distinct())
+
+
+@dataclass(frozen=True)
+class TurnRow:
+    id: int
+    role: str
+    text: str
+    local_time: str  # "2026-03-02 12:34 (UTC+0900)"
+    created_at_iso: str
+    is_trigger: bool
+    is_suspected: bool
+    is_cut: bool  # after the chosen cut: shown struck through, kept in the logs
+
+
+def task_turns(*, task: DelayTask, cut_after_id: int | None) -> list[TurnRow]:
+    """Every turn of the task's conversation with its local time; turns after the cut are marked."""
+    zone = task.conversation.time_zone
+    turns = Message.objects.filter(
+        conversation_id=task.conversation_id, role__in=[Message.Role.PERSON, Message.Role.COMPANION]
+    ).order_by("created_at", "id")
+    rows: list[TurnRow] = []
+    after_cut = False
+    for turn in turns:
+        rows.append(
+            TurnRow(
+                id=turn.pk,
+                role=turn.role,
+                text=turn.text,
+                local_time=local_time_label(turn.created_at, zone),
+                created_at_iso=minute_floor(turn.created_at).isoformat(),
+                is_trigger=turn.pk == task.trigger_message_id,
+                is_suspected=turn.pk == task.suspected_message_id,
+                is_cut=after_cut,
+            )
+        )
+        if turn.pk == cut_after_id:
+            after_cut = True
+    return rows
+
+
+def label_of(*, task: DelayTask, annotator: AbstractBaseUser) -> DelayLabel | None:
+    return DelayLabel.objects.filter(task=task, annotator=annotator).select_related("cut_after").first()
+
+
+def labels_for_review(*, reviewer: AbstractBaseUser) -> QuerySet[DelayLabel]:
+    """Submitted labels waiting for a decision, other people's only."""
+    return (
+        DelayLabel.objects.filter(state=DelayLabel.State.SUBMITTED)
+        .exclude(annotator=reviewer)
+        .select_related("task__conversation__companion", "annotator", "cut_after")
+        .order_by("submitted_at", "id")
+    )
+
+
+@dataclass(frozen=True)
+class AgreementRow:
+    task: DelayTask
+    answers: list[tuple[str, str]]  # (annotator username, bucket), side by side
+    agreed: bool
+
+
+@dataclass(frozen=True)
+class AgreementReport:
+    rows: list[AgreementRow]
+    pairs: int
+    agreeing_pairs: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.agreeing_pairs / self.pairs if self.pairs else None
+
+
+def agreement_report() -> AgreementReport:
+    """Tasks answered by two or more annotators: their buckets and the pairwise agreement rate.
+
+    A skip or rejection counts as the answer "no delay"; drafts are not answers yet.
+    """
+    labels = (
+        DelayLabel.objects.filter(state__in=[*ACCEPTED_STATES, *REJECTED_STATES])
+        .select_related("task__conversation__companion", "annotator", "cut_after")
+        .order_by("task_id", "annotator__username")
+    )
+    by_task: dict[int, list[DelayLabel]] = defaultdict(list)
+    for label in labels:
+        by_task[label.task_id].append(label)
+    rows: list[AgreementRow] = []
+    pairs = agreeing = 0
+    for task_labels in by_task.values():
+        if len(task_labels) < 2:
+            continue
+        answers = [(label.annotator.get_username(), label_bucket(label) or "") for label in task_labels]
+        task_pairs = list(combinations([bucket for _, bucket in answers], 2))
+        pairs += len(task_pairs)
+        agreeing += sum(1 for a, b in task_pairs if a == b)
+        rows.append(
+            AgreementRow(task=task_labels[0].task, answers=answers, agreed=len({b for _, b in answers}) == 1)
+        )
+    return AgreementReport(rows=rows, pairs=pairs, agreeing_pairs=agreeing)
+
+
+@dataclass(frozen=True)
+class PrecisionRow:
+    rule: str
+    tasks: int
+    accepted: int  # labels submitted or approved: a delay was needed
+    rejected: int  # "no delay needed" skips and reviewer rejections
+    pending: int  # tasks nobody has answered yet
+
+    @property
+    def precision(self) -> float | None:
+        decided = self.accepted + self.rejected
+        return self.accepted / decided if decided else None
+
+
+def mining_precision() -> list[PrecisionRow]:
+    """Per rule: how often annotators agreed that its hits needed a delay."""
+    tasks = Counter(DelayTask.objects.values_list("rule", flat=True))
+    accepted: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    answered: set[int] = set()
+    for rule, state, task_id in DelayLabel.objects.values_list("task__rule", "state", "task_id"):
+        if state in ACCEPTED_STATES:
+            accepted[rule] += 1
+            answered.add(task_id)
+        elif state in REJECTED_STATES:
+            rejected[rule] += 1
+            answered.add(task_id)
+    pending: Counter[str] = Counter(
+        rule for task_id, rule in DelayTask.objects.values_list("id", "rule") if task_id not in answered
+    )
+    return [
+        PrecisionRow(
+            rule=rule,
+            tasks=tasks[rule],
+            accepted=accepted[rule],
+            rejected=rejected[rule],
+            pending=pending[rule],
+        )
+        for rule in sorted(tasks)
+    ]
+
+
+def approved_labels() -> QuerySet[DelayLabel]:
+    """What the export reads: approved labels only, in a stable order."""
+    return (
+        DelayLabel.objects.filter(state=DelayLabel.State.APPROVED)
+        .select_related("task__conversation__companion", "cut_after")
+        .order_by("id")
+    )
