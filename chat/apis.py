@@ -1,0 +1,258 @@
+"""REST endpoints under /api/v1/: thin views that validate, call one service or selector, serialize.
+
+Errors of chat's own rules are ``{"code": ..., "detail": ...}`` with 400 (bad input) or 403
+(a staff member trying to speak for a person); a conversation the caller may not see is 404,
+exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat import selectors, services
+from chat.models import Companion, Conversation, Message
+from chat.serializers import CompanionSerializer, ConversationSerializer, MessageSerializer
+from chat.text_rules import ChatInputInvalid
+
+
+class ErrorSerializer(serializers.Serializer[Any]):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class UncheckedTextField(serializers.Field[str, str, str, Any]):
+    """Passes any JSON value through: ``chat.text_rules`` alone judges text (and says why)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        return data
+
+    def to_representation(self, value: str) -> str:
+        return value
+
+
+def error_response(exc: ChatInputInvalid) -> Response:
+    code = status.HTTP_403_FORBIDDEN if isinstance(exc, services.NotConversationPerson) else 400
+    return Response({"code": exc.code, "detail": exc.detail}, status=code)
+
+
+def visible_conversation(request: Request, conversation_id: int) -> Conversation:
+    conversation = selectors.conversation_get(user=request.user, conversation_id=conversation_id)
+    if conversation is None:
+        raise Http404("No such conversation.")
+    return conversation
+
+
+class RegisterApi(APIView):
+    """Create a person account; the answer carries the API token for the app."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    class InputSerializer(serializers.Serializer[Any]):
+        username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
+        password = serializers.CharField(write_only=True, trim_whitespace=False, max_length=128)
+        email = serializers.EmailField(required=False, default="")
+
+    class OutputSerializer(serializers.Serializer[Any]):
+        id = serializers.IntegerField()
+        username = serializers.CharField()
+        token = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: ErrorSerializer}, auth=[])
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            user, token = services.person_register(**data.validated_data)
+        except ChatInputInvalid as exc:
+            return error_response(exc)
+        output = {"id": user.pk, "username": user.get_username(), "token": token.key}
+        return Response(self.OutputSerializer(output).data, status=status.HTTP_201_CREATED)
+
+
+class TokenApi(APIView):
+    """Exchange a username and password for the API token (``Authorization: Token <key>``)."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    class InputSerializer(serializers.Serializer[Any]):
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(write_only=True, trim_whitespace=False, max_length=128)
+
+    class OutputSerializer(serializers.Serializer[Any]):
+        token = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 400: ErrorSerializer}, auth=[])
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(request._request, **data.validated_data)
+        if user is None:
+            return Response(
+                {"code": "credentials_invalid", "detail": "Unknown username or wrong password."},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response(self.OutputSerializer({"token": services.person_token(user=user).key}).data)
+
+
+class CompanionListApi(APIView):
+    """Every companion a person can talk with."""
+
+    @extend_schema(responses={200: CompanionSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        return Response(CompanionSerializer(selectors.companion_list(), many=True).data)
+
+
+class ConversationListApi(APIView):
+    """The caller's conversations (staff: everyone's); POST opens one with a companion."""
+
+    class InputSerializer(serializers.Serializer[Any]):
+        companion = serializers.SlugRelatedField(slug_field="slug", queryset=Companion.objects.all())
+        time_zone = serializers.CharField(required=False, max_length=64, help_text="IANA name.")
+        person_age_group = serializers.ChoiceField(
+            choices=Conversation.AgeGroup.choices, default=Conversation.AgeGroup.ADULT
+        )
+
+    @extend_schema(responses={200: ConversationSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        return Response(
+            ConversationSerializer(selectors.conversation_list(user=request.user), many=True).data
+        )
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: ConversationSerializer, 200: ConversationSerializer, 400: ErrorSerializer},
+        description="201 with the new conversation; 200 with the existing one if the caller "
+        "already talks with that companion. time_zone defaults to the companion's.",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            conversation, created = services.conversation_get_or_create(
+                person=request.user, **data.validated_data
+            )
+        except ChatInputInvalid as exc:
+            return error_response(exc)
+        return Response(
+            ConversationSerializer(conversation).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class ConversationDetailApi(APIView):
+    @extend_schema(responses={200: ConversationSerializer})
+    def get(self, request: Request, conversation_id: int) -> Response:
+        return Response(ConversationSerializer(visible_conversation(request, conversation_id)).data)
+
+
+class MessagePagination(CursorPagination):
+    """Newest first by default (``next`` pages back in time); with ``?after=<id>`` oldest first
+    from just after that id (``next`` pages forward), which is how a client re-syncs."""
+
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 200
+    ordering = "-id"
+
+    def get_ordering(self, request: Request, queryset: Any, view: Any) -> tuple[str, ...]:
+        return ("id",) if "after" in request.query_params else ("-id",)
+
+
+class MessageListApi(APIView):
+    """A conversation's messages (GET, cursor-paginated) and the person's send (POST)."""
+
+    pagination_class = MessagePagination
+
+    class InputSerializer(serializers.Serializer[Any]):
+        text = UncheckedTextField(help_text="1..CHAT_MESSAGE_MAX_LENGTH characters, no control characters.")
+        client_id = UncheckedTextField(help_text="Chosen by the client (1..64 ASCII); a retry reuses it.")
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", int, description="Only messages with a larger id, oldest first."),
+            OpenApiParameter("limit", int, description="Page size (default 50, at most 200)."),
+            OpenApiParameter("cursor", str, description="The cursor of a next/previous link."),
+        ],
+        responses={200: MessageSerializer(many=True), 400: ErrorSerializer},
+    )
+    def get(self, request: Request, conversation_id: int) -> Response:
+        conversation = visible_conversation(request, conversation_id)
+        raw_after = request.query_params.get("after")
+        after: int | None = None
+        if raw_after is not None:
+            try:
+                after = int(raw_after)
+            except ValueError:
+                return Response(
+                    {"code": "after_invalid", "detail": f"after must be a message id, not {raw_after!r}."},
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(
+            selectors.message_list(conversation=conversation, after=after), request, view=self
+        )
+        return paginator.get_paginated_response(MessageSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: MessageSerializer,
+            200: MessageSerializer,
+            400: ErrorSerializer,
+            403: ErrorSerializer,
+        },
+        description="201 with the stored message; 200 with the same message when this client_id "
+        "was already sent in this conversation (nothing is stored twice).",
+    )
+    def post(self, request: Request, conversation_id: int) -> Response:
+        conversation = visible_conversation(request, conversation_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            message, created = services.message_post(
+                conversation=conversation, author=request.user, **data.validated_data
+            )
+        except ChatInputInvalid as exc:
+            return error_response(exc)
+        return Response(
+            MessageSerializer(message).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class ConversationReadApi(APIView):
+    """The person has read every message up to ``up_to`` (a message id); the mark never moves back."""
+
+    class InputSerializer(serializers.Serializer[Any]):
+        up_to = serializers.IntegerField(min_value=1)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: ConversationSerializer, 400: ErrorSerializer, 403: ErrorSerializer},
+    )
+    def post(self, request: Request, conversation_id: int) -> Response:
+        conversation = visible_conversation(request, conversation_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if request.user.pk != conversation.person_id:
+            return error_response(services.NotConversationPerson())
+        try:
+            conversation = services.conversation_mark_read(
+                conversation=conversation, reader_role=Message.Role.PERSON, **data.validated_data
+            )
+        except ChatInputInvalid as exc:
+            return error_response(exc)
+        return Response(ConversationSerializer(conversation).data)
