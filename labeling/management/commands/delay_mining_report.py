@@ -23,7 +23,8 @@ class Command(BaseCommand):
         for row in rows:
             precision = f"{row.precision:.1%}" if row.precision is not None else "-"
             self.stdout.write(
-                f"{row.rule:<32} {row.tasks:>6} {row.accepted:>9} {row.rejected:>9} {row.pending:>8} {precision:>10}"
+                f"{row.rule:<32} {row.tasks:>6} {row.accepted:>9} {row.rejected:>9} "
+                f"{row.pending:>8} {precision:>10}"
             )
             for index, value in enumerate((row.tasks, row.accepted, row.rejected, row.pending)):
                 totals[index] += value

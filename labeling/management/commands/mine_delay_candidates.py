@@ -52,7 +52,6 @@ class Command(BaseCommand):
             f"Scanned {result.scanned_messages} messages in {result.scanned_conversations} conversations."
         )
         for rule in rules:
-            self.stdout.write(
-                f"  {rule.name}: {result.hits_per_rule[rule.name]} hits, {result.new_per_rule[rule.name]} new tasks"
-            )
+            hits, new = result.hits_per_rule[rule.name], result.new_per_rule[rule.name]
+            self.stdout.write(f"  {rule.name}: {hits} hits, {new} new tasks")
         self.stdout.write(f"Found {result.hits} hits; created {result.new_tasks} new tasks.")
