@@ -6,13 +6,13 @@ from chat.models import Companion, Conversation, Message
 
 
 @admin.register(Companion)
-class CompanionAdmin(admin.ModelAdmin[Companion]):
+class CompanionAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "default_time_zone", "instant_threshold_minutes", "max_delay_minutes"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
 
 
-class MessageInline(admin.TabularInline[Message, Conversation]):
+class MessageInline(admin.TabularInline):
     model = Message
     fields = ["role", "text", "created_at", "client_id", "scheduled_reply_id"]
     readonly_fields = fields
@@ -23,7 +23,7 @@ class MessageInline(admin.TabularInline[Message, Conversation]):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin[Conversation]):
+class ConversationAdmin(admin.ModelAdmin):
     list_display = ["id", "person", "companion", "time_zone", "person_age_group", "created_at"]
     list_filter = ["companion", "person_age_group"]
     search_fields = ["person__username", "companion__name"]
@@ -32,7 +32,7 @@ class ConversationAdmin(admin.ModelAdmin[Conversation]):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin[Message]):
+class MessageAdmin(admin.ModelAdmin):
     list_display = ["id", "conversation", "role", "short_text", "created_at"]
     list_filter = ["role"]
     search_fields = ["text", "client_id"]

@@ -52,3 +52,13 @@ def announce_person_message(message: Message) -> None:
         hook(message)
     for hook in _hooks.after_commit:
         transaction.on_commit(lambda hook=hook: hook(message), robust=True)
+
+
+def unregister_person_message_hook(
+    *, in_transaction: PersonMessageHook | None = None, after_commit: PersonMessageHook | None = None
+) -> None:
+    """Remove callables registered earlier (tests use it to leave the registry as they found it)."""
+    if in_transaction in _hooks.in_transaction:
+        _hooks.in_transaction.remove(in_transaction)  # type: ignore[arg-type]
+    if after_commit in _hooks.after_commit:
+        _hooks.after_commit.remove(after_commit)  # type: ignore[arg-type]
