@@ -1,0 +1,1 @@
+"""The reply loop: plan (generate, guard, filter), store, cancel and deliver companion replies."""

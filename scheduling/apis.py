@@ -1,0 +1,79 @@
+"""Staff API: a conversation's scheduled replies with their state, times and guard decisions.
+
+``GET /api/v1/conversations/{id}/replies/`` (staff only: 403 for anyone else, checked before
+the conversation is looked up so a non-staff caller learns nothing; 404 for an unknown
+conversation). ``?state=`` narrows to one state; an unknown state is a 400 with a reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat.models import Conversation
+from scheduling.models import ScheduledReply
+from scheduling.selectors import conversation_replies
+
+
+class ConversationRepliesApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    class InputSerializer(serializers.Serializer[Any]):
+        state = serializers.ChoiceField(choices=ScheduledReply.State.choices, required=False)
+
+    class OutputSerializer(serializers.ModelSerializer[ScheduledReply]):
+        trigger_message_id = serializers.IntegerField()
+
+        class Meta:
+            model = ScheduledReply
+            fields = [
+                "id",
+                "state",
+                "trigger_message_id",
+                "text",
+                "proposed_at",
+                "final_at",
+                "due_at",
+                "typing_at",
+                "is_delayed",
+                "guard_decisions",
+                "generation_attempts",
+                "safety_hits",
+                "outcome_reason",
+                "planned_at",
+                "typing_started_at",
+                "sent_at",
+                "cancelled_at",
+                "message_id",
+            ]
+
+    class ErrorSerializer(serializers.Serializer[Any]):
+        code = serializers.CharField()
+        detail = serializers.CharField()
+
+    @extend_schema(
+        parameters=[OpenApiParameter("state", str, enum=ScheduledReply.State.values, required=False)],
+        responses={200: OutputSerializer(many=True), 400: ErrorSerializer},
+    )
+    def get(self, request: Request, conversation_id: int) -> Response:
+        query = self.InputSerializer(data=request.query_params)
+        if not query.is_valid():
+            return Response(
+                {
+                    "code": "state_invalid",
+                    "detail": f"state must be one of {', '.join(ScheduledReply.State.values)}.",
+                },
+                status=400,
+            )
+        conversation = Conversation.objects.filter(pk=conversation_id).first()
+        if conversation is None:
+            raise Http404("No such conversation.")
+        replies = conversation_replies(conversation=conversation, state=query.validated_data.get("state"))
+        return Response(self.OutputSerializer(replies, many=True).data)

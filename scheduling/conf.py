@@ -1,0 +1,68 @@
+"""The reply loop's settings, each read with a default so that the project settings stay optional.
+
+The lead lists them in ``companion/settings.py``; until then (and in any settings module that
+omits one) the default below applies. Read them through these functions, never at import time,
+so ``override_settings`` in tests and environment changes in workers take effect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+_DEFAULTS: dict[str, Any] = {
+    # Compresses every reply delay and typing lead (0.01: 30 minutes pass in 18 seconds).
+    "REPLY_TIME_SCALE": 1.0,
+    # Dotted path of a zero-argument callable returning the ReplySource used by the planner.
+    "SCHEDULING_REPLY_SOURCE": "scheduling.generation.default_reply_source",
+    # A burst of person messages within this many seconds gets one answer (real seconds, unscaled).
+    "SCHEDULING_PLAN_DEBOUNCE_SECONDS": 2.0,
+    # How many recent messages the generator sees.
+    "SCHEDULING_DIALOGUE_MESSAGES": 20,
+    # Every this many seconds beat runs the dispatcher, the recovery path for lost wake-ups.
+    "SCHEDULING_DISPATCH_INTERVAL_SECONDS": 5,
+    # Replies whose typing starts within this many seconds get an ETA wake-up task.
+    "SCHEDULING_ETA_HORIZON_SECONDS": 60,
+    # Rows claimed per dispatcher transaction.
+    "SCHEDULING_DISPATCH_BATCH_SIZE": 200,
+    # A dispatcher run stops claiming after this many seconds, leaving the rest to the next run.
+    "SCHEDULING_DISPATCH_TIME_BUDGET_SECONDS": 30.0,
+    # Typing indicator lead before a message (before REPLY_TIME_SCALE): min + per char, capped.
+    "SCHEDULING_TYPING_MIN_SECONDS": 1.0,
+    "SCHEDULING_TYPING_SECONDS_PER_CHAR": 0.08,
+    "SCHEDULING_TYPING_MAX_SECONDS": 8.0,
+    # Safety filter: regenerations after a hit before the fallback text is used.
+    "SCHEDULING_SAFETY_MAX_REGENERATIONS": 2,
+    # Dotted path of ``callable(text: str) -> str | None`` (a reason when the text is unsafe), or "".
+    "SCHEDULING_SAFETY_CLASSIFIER": "",
+    # The civil reply used when every regeneration was unsafe, per detected script.
+    "SCHEDULING_SAFETY_FALLBACK_TEXT": {
+        "en": "Hmm, let's talk about something else. How is your day going?",
+        "ko": "음, 우리 다른 얘기 하자. 오늘 하루는 어땠어?",
+    },
+    # Sampling temperature for regenerations (greedy decoding would repeat the rejected text).
+    "SCHEDULING_REGENERATION_TEMPERATURE": 0.9,
+}
+
+
+def setting(name: str) -> Any:
+    """The project's value of ``name`` or this app's default."""
+    return getattr(settings, name, _DEFAULTS[name])
+
+
+def time_scale() -> float:
+    scale = float(setting("REPLY_TIME_SCALE"))
+    if scale <= 0:
+        raise ValueError(f"REPLY_TIME_SCALE must be > 0, not {scale}")
+    return scale
+
+
+def generator_model_dir() -> Path:
+    return Path(getattr(settings, "GENERATOR_MODEL_DIR", Path(settings.BASE_DIR) / "var/models/default"))
+
+
+def all_settings() -> dict[str, Any]:
+    """Every setting this app reads with its current value (for the README and the report)."""
+    return {name: setting(name) for name in _DEFAULTS}

@@ -1,0 +1,47 @@
+"""Celery tasks of the reply loop: thin, id-only, idempotent wake-ups around the services.
+
+Every task may be lost (the dispatcher recovers from PostgreSQL) or run twice (the services
+decide from the row's state). ``revoke()`` is never used.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from scheduling import services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="scheduling.plan_reply")
+def plan_reply(conversation_id: int, trigger_message_id: int) -> None:
+    """Plan the answer to one person message (after chat's debounce)."""
+    try:
+        services.reply_plan(conversation_id=conversation_id, trigger_message_id=trigger_message_id)
+    except services.ReplyPlanInvalid as exc:
+        # The message is gone (conversation deleted) or the ids were wrong: nothing to answer.
+        logger.warning("plan_reply skipped: %s", exc)
+
+
+@shared_task(name="scheduling.wake_reply")
+def wake_reply(reply_id: int) -> str:
+    """Start typing or deliver one reply; re-queue itself for the next step."""
+    outcome = services.reply_wake(reply_id=reply_id)
+    if outcome.requeue_at is not None:
+        wake_reply.apply_async(args=[reply_id], eta=outcome.requeue_at)
+    return outcome.action
+
+
+@shared_task(name="scheduling.dispatch_due_replies")
+def dispatch_due_replies() -> dict[str, int]:
+    """The beat-driven dispatcher: due replies, near-term wake-ups, lost plans."""
+    report = services.due_replies_dispatch()
+    if report.delivered or report.plans_requeued:
+        logger.info("dispatcher: %s", report)
+    return {
+        "delivered": report.delivered,
+        "wakeups_queued": report.wakeups_queued,
+        "plans_requeued": report.plans_requeued,
+    }
