@@ -12,7 +12,12 @@ from typing import Any
 from django.contrib.auth import authenticate
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
@@ -34,6 +39,9 @@ class ErrorSerializer(serializers.Serializer[Any]):
 @extend_schema_field(OpenApiTypes.STR)
 class UncheckedTextField(serializers.Field[str, str, str, Any]):
     """Passes any JSON value through: ``chat.text_rules`` alone judges text (and says why)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_null=True, **kwargs)
 
     def to_internal_value(self, data: Any) -> Any:
         return data
@@ -60,11 +68,13 @@ class RegisterApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @extend_schema_serializer(component_name="RegisterInput")
     class InputSerializer(serializers.Serializer[Any]):
         username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
         password = serializers.CharField(write_only=True, trim_whitespace=False, max_length=128)
         email = serializers.EmailField(required=False, default="")
 
+    @extend_schema_serializer(component_name="RegisterOutput")
     class OutputSerializer(serializers.Serializer[Any]):
         id = serializers.IntegerField()
         username = serializers.CharField()
@@ -88,10 +98,12 @@ class TokenApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @extend_schema_serializer(component_name="TokenInput")
     class InputSerializer(serializers.Serializer[Any]):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(write_only=True, trim_whitespace=False, max_length=128)
 
+    @extend_schema_serializer(component_name="TokenOutput")
     class OutputSerializer(serializers.Serializer[Any]):
         token = serializers.CharField()
 
@@ -119,6 +131,7 @@ class CompanionListApi(APIView):
 class ConversationListApi(APIView):
     """The caller's conversations (staff: everyone's); POST opens one with a companion."""
 
+    @extend_schema_serializer(component_name="ConversationCreateInput")
     class InputSerializer(serializers.Serializer[Any]):
         companion = serializers.SlugRelatedField(slug_field="slug", queryset=Companion.objects.all())
         time_zone = serializers.CharField(required=False, max_length=64, help_text="IANA name.")
@@ -177,6 +190,7 @@ class MessageListApi(APIView):
 
     pagination_class = MessagePagination
 
+    @extend_schema_serializer(component_name="MessageSendInput")
     class InputSerializer(serializers.Serializer[Any]):
         text = UncheckedTextField(help_text="1..CHAT_MESSAGE_MAX_LENGTH characters, no control characters.")
         client_id = UncheckedTextField(help_text="Chosen by the client (1..64 ASCII); a retry reuses it.")
@@ -236,6 +250,7 @@ class MessageListApi(APIView):
 class ConversationReadApi(APIView):
     """The person has read every message up to ``up_to`` (a message id); the mark never moves back."""
 
+    @extend_schema_serializer(component_name="ReadMarkInput")
     class InputSerializer(serializers.Serializer[Any]):
         up_to = serializers.IntegerField(min_value=1)
 
