@@ -85,7 +85,8 @@ def from_delay(
     """The reply ``delay_minutes`` after ``base``'s minute, with its local date and clock."""
     _check(base, delay_minutes, max_delay_minutes)
     zone = _zone(time_zone)
-    at = (minute_floor(base) + timedelta(minutes=delay_minutes)).astimezone(UTC)
+    # In UTC: Python adds a timedelta to the *wall clock* of a zoned datetime, wrong across DST.
+    at = minute_floor(base.astimezone(UTC)) + timedelta(minutes=delay_minutes)
     local = at.astimezone(zone)
     return ReplyTime(
         at=at,
@@ -119,7 +120,7 @@ def from_local(
             f"{local_clock.strftime('%H:%M')} does not exist on {local_date.isoformat()} in {time_zone} "
             "(the clocks jump forward then); pick another time."
         )
-    floor = minute_floor(base).astimezone(UTC)
+    floor = minute_floor(base.astimezone(UTC))
     not_before = sorted({c for c in candidates if c > floor})
     at = not_before[0] if not_before else min(candidates)
     delay_minutes = int((at - floor).total_seconds() // 60)
