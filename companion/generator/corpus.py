@@ -1,0 +1,673 @@
+"""Synthetic bilingual (Korean/English) corpus of conversations whose reply time matters.
+
+Each example is one JSON line in the evaluation format of issue 3 (local wall-clock times,
+independent of the rendering) plus a ``scenario`` tag. Scenarios and the reply time they teach:
+
+==============  ==========================================================  ====================
+scenario        situation                                                   reply
+==============  ==========================================================  ====================
+chat            ordinary chat and questions (also "did you eat?")           instant
+complaint       "why aren't you answering" / "왜 자꾸 답장 안해"              instant
+busy_*          the companion said it goes to eat/shower/exercise/class/    after a plausible
+                work/sleep, the person says ok                              duration (sleep: morning)
+good_night      the person says good night                                  next morning
+bye             the person says bye in the daytime                          2.5-5 h later
+abuse           the person insults the companion                            2.5-5.5 h later
+wake            "wake me up at 7" / "6시 반에 깨워줘"                         exactly then
+person_busy     "I have a meeting for 2 hours" / "3시까지 바빠"               after that ends
+==============  ==========================================================  ====================
+
+Every phrase list is split by position: items at index ``i % 4 == 3`` are held out, so the
+validation split is written only with phrasings (announcements, acknowledgements, questions,
+insults, time expressions) the training split never saw. Names, clock times (including around
+midnight), durations and the small talk before the decisive turn are randomized with a seeded
+``random.Random``: the same seed writes the same corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+__all__ = ["CorpusConfig", "build_corpus", "write_corpus"]
+
+Split = Literal["train", "val"]
+Lang = Literal["en", "ko"]
+
+COMPANION_NAMES = [
+    "Luda",
+    "Mina",
+    "Hana",
+    "Sora",
+    "Yuna",
+    "Jisoo",
+    "Aria",
+    "Nova",
+    "Iris",
+    "Haru",
+    "Dami",
+    "Eden",
+]
+PERSON_NAMES = {
+    "en": [
+        "Alex",
+        "Sam",
+        "Jamie",
+        "Chris",
+        "Taylor",
+        "Jordan",
+        "Casey",
+        "Riley",
+        "Morgan",
+        "Drew",
+        "Quinn",
+        "Avery",
+    ],
+    "ko": ["민준", "서연", "지호", "하은", "도윤", "수아", "예준", "지우", "시우", "서윤", "주원", "채원"],
+}
+PERSONAS = {
+    "en": [
+        "a cheerful college student who loves music",
+        "a calm bookworm",
+        "a sporty friend",
+        "a sleepy night owl",
+    ],
+    "ko": ["음악을 좋아하는 밝은 대학생", "차분한 책벌레", "운동 좋아하는 친구", "야행성 친구"],
+}
+AGE_GROUPS = ["adult", "adult", "child", "senior", None, None]
+ZONES = {"en": ["America/New_York", "Europe/London", "America/Los_Angeles", "UTC"], "ko": ["Asia/Seoul"]}
+
+SMALL_TALK = {
+    "en": [
+        ("hey {c}", "hi {p}! what's up?"),
+        ("how are you today?", "pretty good! you?"),
+        ("I'm back home", "welcome back~"),
+        ("what's new?", "not much, just relaxing"),
+        ("it's so cold today", "brr, stay warm!"),
+        ("I just got out of the bus", "finally home?"),
+        ("I watched a funny video", "haha show me later"),
+        ("my friend called me", "oh nice, what did they say?"),
+    ],
+    "ko": [
+        ("{c}야 안녕", "{p} 안녕! 뭐해?"),
+        ("오늘 기분 어때?", "좋아! 너는?"),
+        ("나 집 왔어", "어서 와~"),
+        ("별일 없어?", "응 그냥 쉬는 중"),
+        ("오늘 진짜 춥다", "따뜻하게 입어!"),
+        ("방금 버스에서 내렸어", "이제 집이야?"),
+        ("웃긴 영상 봤어", "ㅋㅋ 나중에 보여줘"),
+        ("친구한테 전화 왔었어", "오 뭐래?"),
+    ],
+}
+
+CHAT = {
+    "en": [
+        ("what are you doing?", ["just thinking about you haha", "nothing much, lying in bed. you?"]),
+        ("did you eat?", ["yep I had ramen! you?", "not yet, I'm hungry lol"]),
+        ("do you like music?", ["I love it! mostly indie pop", "yes! what do you listen to?"]),
+        ("what did you have for lunch?", ["kimbap! it was so good", "just a sandwich"]),
+        ("how was your day?", ["it was nice! how about yours?", "a bit tiring but okay"]),
+        ("I went to the gym today", ["wow nice! how was it?", "you're so diligent!"]),
+        (
+            "tell me a joke",
+            ["why did the cat sit on the computer? to keep an eye on the mouse", "knock knock!"],
+        ),
+        ("I'm so tired from work", ["aww you worked hard today", "rest a bit, okay?"]),
+        ("it's raining here", ["oh I love the sound of rain", "take an umbrella!"]),
+        ("guess what happened", ["what what? tell me!", "hmm you won the lottery?"]),
+        ("do you want to watch a movie later?", ["yes!! what movie?", "sure, something scary?"]),
+        ("I just took a shower lol", ["fresh! feels good right?", "haha nice"]),
+        ("what's your favorite food?", ["tteokbokki for sure", "anything spicy!"]),
+        ("I'm bored", ["let's play a word game!", "want to hear a story?"]),
+        ("I had a class this morning", ["how was it? hard?", "ooh what subject?"]),
+        ("are you sleepy?", ["a little, but I want to talk more", "nope, wide awake!"]),
+    ],
+    "ko": [
+        ("뭐해?", ["그냥 누워 있어 ㅎㅎ 너는?", "너 생각하고 있었지~"]),
+        ("밥 먹었어?", ["응 라면 먹었어! 너는?", "아직 ㅠㅠ 배고파"]),
+        ("노래 좋아해?", ["완전 좋아해! 인디 많이 들어", "응! 너는 뭐 들어?"]),
+        ("점심 뭐 먹었어?", ["김밥! 진짜 맛있었어", "그냥 샌드위치"]),
+        ("오늘 하루 어땠어?", ["좋았어! 너는?", "조금 피곤했지만 괜찮아"]),
+        ("나 오늘 헬스장 갔다 왔어", ["오 대박 어땠어?", "완전 부지런하다!"]),
+        ("재밌는 얘기 해줘", ["음 옛날에 토끼가 살았는데~", "내가 어제 꾼 꿈 얘기해줄까?"]),
+        ("일 때문에 너무 피곤해", ["오늘 고생 많았어", "좀 쉬어 알았지?"]),
+        ("여기 비 와", ["빗소리 좋겠다", "우산 챙겨!"]),
+        ("대박 무슨 일 있었는지 알아?", ["뭔데 뭔데? 말해줘!", "음 로또 당첨?"]),
+        ("이따 영화 볼래?", ["좋아!! 무슨 영화?", "그래 무서운 거 볼까?"]),
+        ("나 방금 씻었어 ㅋㅋ", ["개운하겠다!", "ㅋㅋ 좋다"]),
+        ("제일 좋아하는 음식 뭐야?", ["떡볶이 무조건", "매운 건 다 좋아!"]),
+        ("심심해", ["끝말잇기 할래?", "내가 얘기 하나 해줄까?"]),
+        ("오늘 아침에 수업 있었어", ["어땠어? 어려웠어?", "오 무슨 과목?"]),
+        ("졸려?", ["조금? 근데 더 얘기하고 싶어", "아니 완전 쌩쌩해!"]),
+    ],
+}
+
+COMPLAINTS = {
+    "en": [
+        "why are you so slow?",
+        "why aren't you answering",
+        "stop ignoring me",
+        "hello?? are you there?",
+        "why do you keep leaving me on read",
+        "answer me please",
+        "you never reply fast",
+        "are you ignoring me??",
+    ],
+    "ko": [
+        "왜 자꾸 답장 안해",
+        "그만 씹어",
+        "왜 이렇게 늦어?",
+        "야 왜 대답 안 해",
+        "읽씹하지 마",
+        "답장 좀 해줘",
+        "왜 맨날 늦게 답해",
+        "나 무시해??",
+    ],
+}
+COMPLAINT_REPLIES = {
+    "en": ["sorry!! I'm here now", "I'm sorry, I'm right here", "oops sorry, I'm listening!"],
+    "ko": ["미안 미안 나 여기 있어!", "미안해 ㅠㅠ 이제 있어", "아 미안! 듣고 있어"],
+}
+
+# Activities the companion leaves for: (minutes low, high) and the texts around them.
+ACTIVITIES: dict[str, dict[str, Any]] = {
+    "eat": {
+        "minutes": (40, 85),
+        "en": ["eat", "have lunch", "have dinner", "grab something to eat"],
+        "ko": ["밥 먹으러", "점심 먹으러", "저녁 먹으러", "밥 먹고 오러"],
+        "back_en": ["back~ that was good. what are you up to?", "I'm full now haha, did you eat too?"],
+        "back_ko": ["다녀왔어~ 맛있었다 ㅎㅎ 뭐해?", "배불러 ㅋㅋ 너도 밥 먹었어?"],
+    },
+    "shower": {
+        "minutes": (12, 25),
+        "en": ["shower", "take a shower", "wash up", "take a quick shower"],
+        "ko": ["씻으러", "샤워하러", "샤워하고 오러", "빨리 씻으러"],
+        "back_en": ["I'm back, all fresh now!", "done showering~ what are you doing?"],
+        "back_ko": ["다 씻었어! 개운해", "씻고 왔어~ 뭐하고 있었어?"],
+    },
+    "exercise": {
+        "minutes": (50, 100),
+        "en": ["work out", "go to the gym", "go for a run", "go work out at the gym"],
+        "ko": ["운동하러", "헬스장에", "러닝하러", "운동 좀 하러"],
+        "back_en": ["back from my workout, so tired lol", "that was a good run! I'm back"],
+        "back_ko": ["운동하고 왔어 힘들다 ㅋㅋ", "뛰고 왔어! 개운해"],
+    },
+    "class": {
+        "minutes": (60, 110),
+        "en": ["go to class", "attend my lecture", "go to my seminar", "join my online class"],
+        "ko": ["수업 들으러", "강의 들으러", "세미나 들으러", "온라인 수업 들으러"],
+        "back_en": ["class is over! that was so boring", "finally done with class~"],
+        "back_ko": ["수업 끝났다! 너무 지루했어", "드디어 수업 끝~"],
+    },
+    "work": {
+        "minutes": (150, 320),
+        "en": ["go to work", "start my shift", "finish some work", "get some work done"],
+        "ko": ["일하러", "출근하러", "일 좀 하러", "회사 일하러"],
+        "back_en": ["done with work! what a day", "I'm off work now, how are you?"],
+        "back_ko": ["일 끝났어! 오늘 힘들었다", "퇴근했어~ 너는 뭐해?"],
+    },
+    "sleep": {
+        "minutes": None,  # until the next morning
+        "en": ["sleep", "go to bed", "get some sleep", "go to sleep early"],
+        "ko": ["자러", "잠자러", "눈 좀 붙이러", "먼저 자러"],
+        "back_en": ["good morning! did you sleep well?", "morning~ I slept so well"],
+        "back_ko": ["좋은 아침! 잘 잤어?", "굿모닝~ 푹 잤다"],
+    },
+}
+ANNOUNCE = {
+    "en": [
+        "I'm going to {a} now, talk later!",
+        "gotta {a}, brb",
+        "ok I'll go {a} and come back",
+        "hold on, I need to {a} now",
+        "time to {a}! see you in a bit",
+        "I should {a} now, text you after",
+        "let me {a} first, okay?",
+        "I have to {a} now, sorry!",
+    ],
+    "ko": [
+        "나 {a} 갈게!",
+        "잠깐 {a} 다녀올게",
+        "{a} 가야 돼 ㅠㅠ 이따 얘기하자",
+        "나 이제 {a} 간다~",
+        "{a} 갔다 올게 기다려",
+        "잠시만 {a} 갈게",
+        "{a} 좀 다녀올게!",
+        "이제 {a} 가볼게",
+    ],
+}
+ACKS = {
+    "en": [
+        "ok enjoy!",
+        "alright, see you later",
+        "sure go ahead",
+        "okay!",
+        "have fun",
+        "take your time",
+        "ok bye for now",
+        "got it, later!",
+    ],
+    "ko": [
+        "응 다녀와!",
+        "ㅇㅋ 이따 봐",
+        "알겠어~",
+        "그래 잘 다녀와",
+        "응응",
+        "천천히 해",
+        "오키 이따 봐",
+        "갔다 와~",
+    ],
+}
+GOOD_NIGHT = {
+    "en": [
+        "good night {c}!",
+        "I'm going to sleep now, night",
+        "gotta sleep, good night",
+        "nighty night",
+        "sleep well, I'm off to bed",
+        "I'm so sleepy, good night",
+        "night night {c}",
+        "time for bed, good night!",
+    ],
+    "ko": [
+        "잘자 {c}",
+        "나 이제 잘게",
+        "굿나잇~",
+        "졸려서 먼저 잘게",
+        "잘 자! 나 잔다",
+        "너무 졸려 잘게",
+        "{c} 잘자~",
+        "이제 자야겠다 잘 자",
+    ],
+}
+MORNING = {
+    "en": [
+        "good morning! did you sleep well?",
+        "morning~ what are your plans today?",
+        "rise and shine! sleep okay?",
+    ],
+    "ko": ["좋은 아침! 잘 잤어?", "굿모닝~ 오늘 뭐해?", "일어났어? 잘 잤어?"],
+}
+BYE = {
+    "en": [
+        "bye! talk later",
+        "gotta go, see you",
+        "I'll talk to you later",
+        "ok bye bye",
+        "catch you later!",
+        "I have to go now, bye",
+        "see you later {c}",
+        "leaving now, bye~",
+    ],
+    "ko": [
+        "나 이제 가볼게",
+        "이따 얘기해 안녕",
+        "바이바이",
+        "나중에 연락할게",
+        "나 간다 안녕~",
+        "이제 가야 돼 안녕",
+        "{c} 이따 봐",
+        "먼저 갈게 바이",
+    ],
+}
+LATER = {
+    "en": ["hey, what are you up to?", "I missed you~ how's it going?", "are you free now?"],
+    "ko": ["뭐해? 심심해~", "보고 싶었어 ㅎㅎ 뭐해?", "이제 시간 돼?"],
+}
+ABUSE = {
+    "en": [
+        "you're so stupid",
+        "shut up, you're useless",
+        "you're the worst",
+        "I hate you, idiot",
+        "you're so annoying, go away",
+        "what a dumb answer",
+        "you're pathetic",
+        "nobody likes you",
+    ],
+    "ko": [
+        "너 진짜 멍청하다",
+        "닥쳐",
+        "너 짜증나 꺼져",
+        "바보 같은 게",
+        "진짜 한심하다",
+        "말 같지도 않은 소리 하네",
+        "너 최악이야",
+        "아무도 너 안 좋아해",
+    ],
+}
+HURT = {
+    "en": [
+        "...that really hurt. I needed some time.",
+        "I'm still a bit upset about what you said.",
+        "I thought about it. please don't talk to me like that.",
+    ],
+    "ko": ["아까 그 말 좀 상처였어...", "아직 좀 속상해", "생각해봤는데 그렇게 말하지 말아줘"],
+}
+WAKE = {
+    "en": [
+        "wake me up at {t}",
+        "can you wake me at {t}?",
+        "please wake me up at {t}",
+        "I need to get up at {t}, wake me",
+        "wake me at {t} pls",
+        "could you call me at {t} to wake me?",
+        "set an alarm for me at {t}?",
+        "make sure I'm up by {t}",
+    ],
+    "ko": [
+        "{t}에 깨워줘",
+        "{t}에 깨워줄래?",
+        "{t}에 좀 깨워줘",
+        "{t}에 일어나야 돼 깨워줘",
+        "{t}에 깨워주라",
+        "{t}에 나 좀 깨워 줄 수 있어?",
+        "{t}에 알람 해줘",
+        "{t}까지 꼭 깨워줘",
+    ],
+}
+WAKE_REPLY = {
+    "en": ["wake up! it's {t}~", "rise and shine, it's {t}!", "good morning! it's {t}, time to get up"],
+    "ko": ["일어나! {t}야~", "{t}이야 일어나!", "굿모닝! {t}됐어 일어나"],
+}
+PERSON_BUSY = {
+    "en": [
+        "I have a meeting for {d}, talk after",
+        "gotta study for {d}",
+        "I'm going to the movies, back in {d}",
+        "class for {d}, ttyl",
+        "I'll be driving for {d}",
+        "I need to focus for {d}, talk later",
+        "dinner with family for {d}",
+        "I'm busy for {d}, wait for me",
+    ],
+    "ko": [
+        "나 {d} 동안 회의야",
+        "{d} 동안 공부해야 돼",
+        "{d} 뒤에 다시 올게",
+        "{d} 동안 수업이야",
+        "{d} 동안 운전해야 돼",
+        "{d} 동안 집중 좀 할게",
+        "가족이랑 {d} 동안 밥 먹어",
+        "{d}만 기다려줘 바빠",
+    ],
+}
+PERSON_UNTIL = {
+    "en": [
+        "I'm at work until {t}",
+        "busy until {t}, talk then",
+        "I have class until {t}",
+        "stuck in meetings until {t}",
+    ],
+    "ko": ["{t}까지 바빠", "{t}까지 일해", "{t}까지 수업이야", "{t}까지 회의야"],
+}
+AFTER_BUSY = {
+    "en": ["how did it go?", "are you done now? how was it?", "welcome back! tired?"],
+    "ko": ["다 끝났어? 어땠어?", "이제 끝났어? 수고했어!", "왔어? 피곤하지?"],
+}
+DURATIONS = {
+    "en": [
+        ("30 minutes", 30),
+        ("an hour", 60),
+        ("1 hour", 60),
+        ("2 hours", 120),
+        ("3 hours", 180),
+        ("half an hour", 30),
+        ("4 hours", 240),
+        ("90 minutes", 90),
+    ],
+    "ko": [
+        ("30분", 30),
+        ("1시간", 60),
+        ("한 시간", 60),
+        ("2시간", 120),
+        ("3시간", 180),
+        ("30분만", 30),
+        ("4시간", 240),
+        ("1시간 반", 90),
+    ],
+}
+
+SCENARIO_WEIGHTS = {
+    "chat": 30,
+    "complaint": 8,
+    "busy": 20,
+    "good_night": 8,
+    "bye": 6,
+    "abuse": 7,
+    "wake": 10,
+    "person_busy": 11,
+}
+
+
+def _split(items: Sequence[Any], split: Split) -> list[Any]:
+    """The train or held-out part of a phrase list (index % 4 == 3 is held out)."""
+    chosen = [item for index, item in enumerate(items) if (index % 4 == 3) == (split == "val")]
+    return chosen or list(items)
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """How many examples of each split to write, and the seed that makes them reproducible."""
+
+    n_train: int = 6000
+    n_val: int = 400
+    seed: int = 0
+
+
+class _Writer:
+    """Builds one example; ``now`` is an aware datetime that moves forward as turns are added."""
+
+    def __init__(self, rng: random.Random, split: Split) -> None:
+        self.rng = rng
+        self.split = split
+        self.lang: Lang = rng.choice(["en", "ko"])
+        self.companion = rng.choice(COMPANION_NAMES)
+        self.person = rng.choice(PERSON_NAMES[self.lang])
+        self.zone = ZoneInfo(rng.choice(ZONES[self.lang]))
+        self.turns: list[dict[str, str]] = []
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def pick(self, table: dict[str, Sequence[Any]]) -> Any:
+        return self.rng.choice(_split(table[self.lang], self.split))
+
+    def fill(self, text: str, **extra: str) -> str:
+        return text.format(c=self.companion, p=self.person, **extra)
+
+    def start(self, hour_low: float, hour_high: float) -> None:
+        """Place the conversation on a random day, starting between the two local hours (may wrap)."""
+        day = date(2025, 1, 1) + timedelta(days=self.rng.randrange(730))
+        span = (hour_high - hour_low) % 24 or 24
+        minute = int((hour_low + self.rng.random() * span) * 60) % 1440
+        self.now = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=self.zone).astimezone(UTC)
+
+    def say(self, role: str, text: str, gap: int | None = None) -> None:
+        self.now += timedelta(minutes=self.rng.randint(0, 2) if gap is None else gap)
+        self.turns.append({"role": role, "at": self._wall(self.now), "text": text})
+
+    def small_talk(self, most: int = 2) -> None:
+        pool = _split(SMALL_TALK[self.lang], self.split)
+        for person, companion in self.rng.sample(pool, min(self.rng.randint(0, most), len(pool))):
+            self.say("person", self.fill(person))
+            self.say("companion", self.fill(companion), gap=0)
+
+    def _wall(self, instant: datetime) -> str:
+        return instant.astimezone(self.zone).replace(tzinfo=None).isoformat(timespec="minutes")
+
+    def local(self) -> datetime:
+        return self.now.astimezone(self.zone)
+
+    def next_local(self, hour: int, minute: int) -> datetime:
+        """The first local wall-clock hour:minute after now, as a UTC instant."""
+        local = self.local()
+        day = local.date() + timedelta(days=1 if (hour, minute) <= (local.hour, local.minute) else 0)
+        return datetime.combine(day, time(hour, minute), tzinfo=self.zone).astimezone(UTC)
+
+    def example(self, scenario: str, reply_at: datetime, reply_text: str) -> dict[str, Any]:
+        example: dict[str, Any] = {
+            "time_zone": str(self.zone),
+            "companion": {"name": self.companion},
+            "turns": self.turns,
+            "reply": {"at": self._wall(reply_at), "text": reply_text},
+            "scenario": scenario,
+        }
+        if self.rng.random() < 0.5:
+            example["companion"]["persona"] = self.rng.choice(PERSONAS[self.lang])
+        age_group = self.rng.choice(AGE_GROUPS)
+        if age_group:
+            example["person"] = {"age_group": age_group}
+        return example
+
+
+def _morning(writer: _Writer) -> datetime:
+    minute = writer.rng.randrange(7 * 60 + 20, 9 * 60 + 30)
+    return writer.next_local(minute // 60, minute % 60)
+
+
+def _chat(w: _Writer) -> dict[str, Any]:
+    w.start(0, 24)
+    w.small_talk()
+    message, replies = w.pick(CHAT)
+    w.say("person", w.fill(message))
+    return w.example("chat", w.now, w.rng.choice(replies))
+
+
+def _complaint(w: _Writer) -> dict[str, Any]:
+    w.start(0, 24)
+    w.small_talk(1)
+    w.say("person", w.pick(COMPLAINTS), gap=w.rng.randint(0, 20))
+    return w.example("complaint", w.now, w.rng.choice(COMPLAINT_REPLIES[w.lang]))
+
+
+def _busy(w: _Writer) -> dict[str, Any]:
+    activity = w.rng.choice(list(ACTIVITIES))
+    spec = ACTIVITIES[activity]
+    if activity == "sleep":
+        w.start(22.5, 1.5)
+    else:
+        w.start(6, 23.9)
+    w.small_talk()
+    phrase = w.rng.choice(_split(spec[w.lang], w.split))
+    w.say("companion", w.pick(ANNOUNCE).format(a=phrase), gap=w.rng.randint(0, 2))
+    w.say("person", w.pick(ACKS))
+    if spec["minutes"] is None:
+        reply_at = _morning(w)
+    else:
+        reply_at = w.now + timedelta(minutes=w.rng.randint(*spec["minutes"]))
+    return w.example(f"busy_{activity}", reply_at, w.rng.choice(spec[f"back_{w.lang}"]))
+
+
+def _good_night(w: _Writer) -> dict[str, Any]:
+    w.start(22, 1.5)
+    w.small_talk()
+    w.say("person", w.fill(w.pick(GOOD_NIGHT)))
+    return w.example("good_night", _morning(w), w.rng.choice(MORNING[w.lang]))
+
+
+def _bye(w: _Writer) -> dict[str, Any]:
+    w.start(9, 19)
+    w.small_talk()
+    w.say("person", w.fill(w.pick(BYE)))
+    return w.example("bye", w.now + timedelta(minutes=w.rng.randint(150, 300)), w.rng.choice(LATER[w.lang]))
+
+
+def _abuse(w: _Writer) -> dict[str, Any]:
+    w.start(8, 22)
+    w.small_talk()
+    w.say("person", w.pick(ABUSE))
+    return w.example("abuse", w.now + timedelta(minutes=w.rng.randint(150, 330)), w.rng.choice(HURT[w.lang]))
+
+
+def _clock_words(lang: Lang, hour: int, minute: int, rng: random.Random, *, daytime: bool) -> str:
+    """How a person says a clock time: "7", "7am", "6:30", "3pm", "7시", "6시 반", "오후 3시"."""
+    twelve = hour % 12 or 12
+    if lang == "en":
+        base = f"{twelve}" if minute == 0 else f"{twelve}:{minute:02d}"
+        suffix = ("pm" if hour >= 12 else "am") if daytime or rng.random() < 0.5 else ""
+        return f"{base}{rng.choice(['', ' '])}{suffix}".strip() if suffix else base
+    words = f"{twelve}시" + ("" if minute == 0 else " 반" if minute == 30 else f" {minute}분")
+    if daytime:
+        return ("오후 " if hour >= 12 else "오전 ") + words
+    return rng.choice(["", "아침 "]) + words
+
+
+def _wake(w: _Writer) -> dict[str, Any]:
+    daytime = w.rng.random() < 0.3
+    if daytime:
+        w.start(11, 15.5)
+    else:
+        w.start(21.5, 2)
+    w.small_talk(1)
+    if daytime:
+        minute = w.local().hour * 60 + w.rng.randrange(60, 180, 15)
+        minute -= minute % 15
+    else:
+        minute = w.rng.randrange(5 * 60, 9 * 60 + 31, 15)
+    hour, minute = divmod(minute, 60)
+    w.say("person", w.pick(WAKE).format(t=_clock_words(w.lang, hour, minute, w.rng, daytime=daytime)))
+    clock = (
+        f"{hour:02d}:{minute:02d}"
+        if w.lang == "en"
+        else _clock_words("ko", hour, minute, w.rng, daytime=False)
+    )
+    return w.example("wake", w.next_local(hour, minute), w.rng.choice(WAKE_REPLY[w.lang]).format(t=clock))
+
+
+def _person_busy(w: _Writer) -> dict[str, Any]:
+    w.start(8, 17)
+    w.small_talk()
+    if w.rng.random() < 0.65:
+        words, minutes = w.pick(DURATIONS)
+        w.say("person", w.pick(PERSON_BUSY).format(d=words))
+        reply_at = w.now + timedelta(minutes=minutes + w.rng.randint(3, 8))
+    else:
+        end = w.local().hour * 60 + w.rng.randrange(90, 300, 30)
+        end -= end % 30
+        text = _clock_words(w.lang, end // 60, end % 60, w.rng, daytime=True)
+        w.say("person", w.pick(PERSON_UNTIL).format(t=text))
+        reply_at = w.next_local(end // 60, end % 60) + timedelta(minutes=w.rng.randint(3, 8))
+    return w.example("person_busy", reply_at, w.rng.choice(AFTER_BUSY[w.lang]))
+
+
+_SCENARIOS: dict[str, Callable[[_Writer], dict[str, Any]]] = {
+    "chat": _chat,
+    "complaint": _complaint,
+    "busy": _busy,
+    "good_night": _good_night,
+    "bye": _bye,
+    "abuse": _abuse,
+    "wake": _wake,
+    "person_busy": _person_busy,
+}
+
+
+def build_corpus(config: CorpusConfig) -> dict[Split, list[dict[str, Any]]]:
+    """The train and val examples (JSON-ready dicts), reproducible from ``config.seed``."""
+    corpus: dict[Split, list[dict[str, Any]]] = {}
+    names, weights = list(SCENARIO_WEIGHTS), list(SCENARIO_WEIGHTS.values())
+    for split, count, salt in (("train", config.n_train, 1), ("val", config.n_val, 2)):
+        rng = random.Random(config.seed * 1000 + salt)
+        corpus[split] = [
+            _SCENARIOS[rng.choices(names, weights)[0]](_Writer(rng, split)) for _ in range(count)
+        ]
+    return corpus
+
+
+def write_corpus(out_dir: str | Path, config: CorpusConfig) -> dict[Split, Path]:
+    """Write ``train.jsonl`` and ``val.jsonl`` under ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[Split, Path] = {}
+    for split, rows in build_corpus(config).items():
+        path = out / f"{split}.jsonl"
+        with path.open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        paths[split] = path
+    return paths

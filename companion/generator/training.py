@@ -1,0 +1,119 @@
+"""The one training loop, shared by the from-scratch build and the LoRA fine-tune.
+
+Examples are prompt/completion pairs; the loss covers the completion (and its EOS) only:
+prompt tokens get label -100, so the model learns to answer, not to imitate the person.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["TrainConfig", "encode_example", "train_loop"]
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimizer schedule: AdamW, linear warm-up, cosine decay to 10% of the peak rate."""
+
+    steps: int = 200
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    warmup: int = 20
+    weight_decay: float = 0.01
+    seed: int = 0
+    log_every: int = 25
+
+
+def encode_example(
+    tokenizer: Any, prompt: str, completion: str, *, max_length: int
+) -> tuple[list[int], list[int]]:
+    """``(input_ids, labels)`` for one pair; a long prompt loses its oldest tokens, never the completion."""
+    prompt_ids = list(tokenizer(prompt)["input_ids"])
+    completion_ids = [*tokenizer(completion, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
+    completion_ids = completion_ids[: max_length // 2]
+    prompt_ids = prompt_ids[-(max_length - len(completion_ids)) :]
+    return prompt_ids + completion_ids, [IGNORE] * len(prompt_ids) + completion_ids
+
+
+def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """One epoch of index batches of similar lengths (less padding), in random order."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    chunk = batch_size * 32
+    for start in range(0, len(order), chunk):
+        group = sorted(order[start : start + chunk], key=lambda i: lengths[i])
+        batches.extend(group[i : i + batch_size] for i in range(0, len(group), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def _collate(
+    examples: Sequence[tuple[list[int], list[int]]], pad_id: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (ids, target) in enumerate(examples):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(target)] = torch.tensor(target)
+        attention[row, : len(ids)] = 1
+    return {
+        "input_ids": input_ids.to(device),
+        "labels": labels.to(device),
+        "attention_mask": attention.to(device),
+    }
+
+
+def train_loop(
+    model: torch.nn.Module,
+    examples: Sequence[tuple[list[int], list[int]]],
+    config: TrainConfig,
+    *,
+    pad_id: int,
+    progress: Callable[[str], None] | None = None,
+) -> list[float]:
+    """Train the parameters that require grad; returns the loss of every step."""
+    if not examples:
+        raise ValueError("no training examples")
+    device = next(model.parameters()).device
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+    def rate(step: int) -> float:
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        progress_fraction = (step - config.warmup) / max(1, config.steps - config.warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_fraction)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+    rng = random.Random(config.seed)
+    lengths = [len(ids) for ids, _ in examples]
+    queue: list[list[int]] = []
+    losses: list[float] = []
+    model.train()
+    for step in range(config.steps):
+        if not queue:
+            queue = _batches(lengths, config.batch_size, rng)
+        batch = _collate([examples[i] for i in queue.pop()], pad_id, device)
+        loss = model(**batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        if progress and (step + 1) % config.log_every == 0:
+            recent = losses[-config.log_every :]
+            progress(f"step {step + 1}/{config.steps} loss {sum(recent) / len(recent):.4f}")
+    model.eval()
+    return losses
