@@ -69,7 +69,8 @@ def test_a_clock_time_skipped_by_spring_forward_is_refused_with_a_reason() -> No
             time_zone=NEW_YORK,
         )
     assert str(error.value) == (
-        "02:30 does not exist on 2026-03-08 in America/New_York (the clocks jump forward then); pick another time."
+        "02:30 does not exist on 2026-03-08 in America/New_York "
+        "(the clocks jump forward then); pick another time."
     )
 
 
