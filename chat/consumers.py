@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import connections
 
 from chat import realtime, selectors, services
+from chat.db_threads import in_db_thread as _db
 from chat.models import Conversation, Message
 from chat.text_rules import ChatInputInvalid
 
@@ -34,10 +35,6 @@ def max_frame_characters() -> int:
     return settings.CHAT_MESSAGE_MAX_LENGTH * 6 + 1024
 
 
-def _db(function: Any) -> Any:
-    return database_sync_to_async(function, thread_sensitive=False)
-
-
 class ConversationConsumer(AsyncWebsocketConsumer):
     """One socket of one conversation; see the README's "Chat API" for the event reference."""
 
@@ -45,28 +42,35 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     group_name: str
 
     async def connect(self) -> None:
-        # Accept first, then close with our code: a close before accept is a bare HTTP 403
-        # and the client could not tell "log in" (4401) from "not yours" (4404).
-        await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self._refuse(CLOSE_UNAUTHENTICATED)
             return
         conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
         conversation = await _db(selectors.conversation_get)(user=user, conversation_id=conversation_id)
         if conversation is None:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await self._refuse(CLOSE_NOT_FOUND)
             return
         self.conversation = conversation
         self.group_name = realtime.conversation_group(conversation.pk)
-        # Join before replaying, so a message stored meanwhile is pushed (perhaps twice; clients
-        # de-duplicate by id) rather than lost between the replay query and the join.
+        # Join before accepting: once the client sees the socket open, every later push reaches
+        # it. Join before replaying too, so a message stored meanwhile is pushed (perhaps twice;
+        # clients de-duplicate by id) rather than lost between the replay query and the join.
         await self.channel_layer.group_add(self.group_name, self.channel_name)
+        await self.accept()
         await self._replay()
+
+    async def _refuse(self, code: int) -> None:
+        # Accept, then close with our code: a close before accept is a bare HTTP 403, and the
+        # client could not tell "log in" (4401) from "not yours" (4404).
+        await self.accept()
+        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group_name"):
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
+        # A persistent connection (CONN_MAX_AGE > 0) lives in this socket's context: end it with it.
+        await _db(connections.close_all)()
 
     async def _replay(self) -> None:
         raw = _query_parameter(self.scope, "after")

@@ -15,10 +15,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from rest_framework.authtoken.models import Token
+
+from chat.db_threads import in_db_thread
 
 Scope = dict[str, Any]
 
@@ -35,7 +36,7 @@ def token_from_scope(scope: Scope) -> str | None:
     return tokens[0] if tokens else None
 
 
-@database_sync_to_async
+@in_db_thread
 def user_for_token(key: str) -> AbstractBaseUser | AnonymousUser:
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
