@@ -170,7 +170,8 @@ class VocabularyIndex:
         self.device = torch.device(device)
         self.texts = token_texts(tokenizer, vocab_size)
         self._anchor = tokenizer.encode("a", add_special_tokens=False)[-1]
-        special = set(tokenizer.all_special_ids) | {i for i in range(vocab_size) if i >= len(tokenizer)}
+        self._special_ids = frozenset(tokenizer.all_special_ids)
+        special = set(self._special_ids) | {i for i in range(vocab_size) if i >= len(tokenizer)}
         text_ok = torch.zeros(vocab_size, dtype=torch.bool)
         non_space = torch.zeros(vocab_size, dtype=torch.bool)
         self.root = _TrieNode()
@@ -239,11 +240,17 @@ class VocabularyIndex:
         return mask
 
     def decode(self, token_ids: list[int]) -> str:
-        """Decode generated ids as they read after the prompt (no stripped leading space)."""
-        options = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
+        """Decode generated ids as they read after the prompt (no stripped leading space).
+
+        Special tokens (EOS, padding) are dropped by id rather than with ``skip_special_tokens``:
+        some tokenizers register their byte-fallback tokens as special added tokens, and those
+        bytes are part of the text.
+        """
+        options = {"skip_special_tokens": False, "clean_up_tokenization_spaces": False}
+        kept = [i for i in token_ids if i not in self._special_ids]
         base = self.tokenizer.decode([self._anchor], **options)
-        text = self.tokenizer.decode([self._anchor, *token_ids], **options)
-        return text[len(base) :] if text.startswith(base) else self.tokenizer.decode(token_ids, **options)
+        text = self.tokenizer.decode([self._anchor, *kept], **options)
+        return text[len(base) :] if text.startswith(base) else self.tokenizer.decode(kept, **options)
 
     def min_new_tokens(self, window: TimeWindow) -> int:
         """Tokens always enough to finish: the longest allowed ``TIME] `` char by char, plus one."""
