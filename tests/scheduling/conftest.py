@@ -8,6 +8,7 @@ real model built once per run with ``build_default_model(tmp, preset="tiny")``.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,9 +29,16 @@ from scheduling.models import ScheduledReply
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A real generator model, the tiny preset, built once per test run."""
+    """A real generator model, the tiny preset, built once per test run.
+
+    ``TINY_GENERATOR_MODEL_DIR`` may name one built earlier by the same function (local
+    iteration only; the suite builds its own).
+    """
     from companion.generator import build_default_model
 
+    prebuilt = os.environ.get("TINY_GENERATOR_MODEL_DIR")
+    if prebuilt and (Path(prebuilt) / "config.json").is_file():
+        return Path(prebuilt)
     return Path(build_default_model(tmp_path_factory.mktemp("generator") / "tiny", preset="tiny"))
 
 
