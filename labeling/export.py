@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from django.utils import timezone
 
-from chat.models import Message
+from chat.models import Conversation, Message
 from companion.generator import (
     Dialogue,
     TranscriptError,
@@ -64,17 +64,17 @@ def is_validation(conversation_id: int, val_fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < val_fraction
 
 
-def label_dialogue(label: DelayLabel, *, context_turns: int = DEFAULT_CONTEXT_TURNS) -> Dialogue:
-    """The conversation as the annotator cut it: the last ``context_turns`` turns up to the cut."""
-    conversation = label.task.conversation
-    assert label.cut_after is not None  # approved labels are complete (a database constraint)
+def dialogue_until(
+    *, conversation: Conversation, last_turn: Message, context_turns: int = DEFAULT_CONTEXT_TURNS
+) -> Dialogue:
+    """The conversation's last ``context_turns`` turns up to and including ``last_turn``."""
     kept = list(
         Message.objects.filter(
             conversation=conversation,
             role__in=[Message.Role.PERSON, Message.Role.COMPANION],
-            created_at__lte=label.cut_after.created_at,
+            created_at__lte=last_turn.created_at,
         )
-        .exclude(created_at=label.cut_after.created_at, id__gt=label.cut_after.pk)
+        .exclude(created_at=last_turn.created_at, id__gt=last_turn.pk)
         .order_by("-created_at", "-id")[:context_turns]
     )
     kept.reverse()
@@ -84,6 +84,14 @@ def label_dialogue(label: DelayLabel, *, context_turns: int = DEFAULT_CONTEXT_TU
         companion_name=conversation.companion.name,
         persona=conversation.companion.description,
         age_group=conversation.person_age_group,
+    )
+
+
+def label_dialogue(label: DelayLabel, *, context_turns: int = DEFAULT_CONTEXT_TURNS) -> Dialogue:
+    """The conversation as the annotator cut it: the turns up to the cut (later ones are left out)."""
+    assert label.cut_after is not None  # approved labels are complete (a database constraint)
+    return dialogue_until(
+        conversation=label.task.conversation, last_turn=label.cut_after, context_turns=context_turns
     )
 
 
