@@ -183,7 +183,7 @@
     state.companionReadUpTo = conversation.companion_read_up_to || 0;
     state.personReadUpTo = conversation.person_read_up_to || 0;
     state.timeFormat = new Intl.DateTimeFormat(undefined, {
-      timeZone: conversation.time_zone, hour: "2-digit", minute: "2-digit",
+      timeZone: conversation.time_zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23",
     });
     title.textContent = conversation.companion.name + " · " + conversation.time_zone;
     typingIndicator.querySelector(".typing-name").textContent = conversation.companion.name;
