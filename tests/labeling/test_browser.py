@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from labeling.mining import mine_delay_candidates
 from labeling.models import DelayLabel, DelayTask
-from tests.factories import UserFactory
+from tests.factories import ConversationFactory, UserFactory
 from tests.labeling.conftest import SEOUL_NOON, chat_log
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -56,12 +56,19 @@ def test_label_in_the_browser_approve_as_a_second_person_and_export(
             (3, "person", "..."),
         ],
     )
+    elsewhere = ConversationFactory(person=UserFactory(username="jun"), companion=conversation.companion)
+    chat_log(elsewhere, SEOUL_NOON, [(0, "person", "stop replying")])
     mine_delay_candidates()
-    task = DelayTask.objects.get()
+    task, other_task = DelayTask.objects.order_by("conversation_id")
 
     # Given the annotator logged in on the queue; Enter opens the selected task
     log_in(page, base, "annotator", "/labeling/")
-    expect(page.locator("#queue .task-row.selected")).to_have_attribute("data-task-id", str(task.pk))
+    selected = page.locator("#queue .task-row.selected")
+    expect(selected).to_have_attribute("data-task-id", str(task.pk))
+    page.keyboard.press("j")
+    expect(selected).to_have_attribute("data-task-id", str(other_task.pk))
+    page.keyboard.press("k")
+    expect(selected).to_have_attribute("data-task-id", str(task.pk))
     page.keyboard.press("Enter")
     expect(page).to_have_url(f"{base}/labeling/tasks/{task.pk}/")
     expect(page.locator(f'[data-turn-id="{going.pk}"] time')).to_have_text("2026-03-02 12:32 (UTC+0900)")

@@ -65,8 +65,15 @@ def test_pages_need_staff(task, person) -> None:
 
 def test_json_endpoints_refuse_non_staff_and_store_nothing(task, person) -> None:
     response = label_api(logged_in(person), task, action="skip")
-    assert response.status_code == 403
-    assert Client().post("/labeling/api/time/", {}, content_type="application/json").status_code in (401, 403)
+    assert (response.status_code, response.json()) == (
+        403,
+        {"detail": "You do not have permission to perform this action."},
+    )
+    anonymous = Client().post("/labeling/api/time/", {}, content_type="application/json")
+    assert (anonymous.status_code, anonymous.json()) == (
+        401,
+        {"detail": "Authentication credentials were not provided."},
+    )
     assert DelayLabel.objects.count() == 0
 
 
@@ -143,6 +150,9 @@ def test_labels_never_change_the_chat_logs(task, staff_user, reviewer, planted) 
     assert list(Message.objects.order_by("id").values_list("id", "role", "text", "created_at")) == before
 
 
+CUT = "the suggested cut"  # replaced by the planted turn's id inside the test
+
+
 @pytest.mark.parametrize(
     ("body", "error"),
     [
@@ -156,15 +166,15 @@ def test_labels_never_change_the_chat_logs(task, staff_user, reviewer, planted) 
             "Message 1000000000 is not a turn of this task's conversation.",
         ),
         (
-            {"action": "submit", "delay_minutes": 0, "reply_text": "x"},
+            {"action": "submit", "delay_minutes": 0, "reply_text": "x", "cut_after_id": CUT},
             "The delayed reply must come at least 1 minute after the cut turn.",
         ),
         (
-            {"action": "submit", "delay_minutes": 7 * 24 * 60 + 1, "reply_text": "x"},
+            {"action": "submit", "delay_minutes": 7 * 24 * 60 + 1, "reply_text": "x", "cut_after_id": CUT},
             "A delay of 168 h 1 min later is beyond this companion's maximum of 168 h 0 min.",
         ),
         (
-            {"action": "submit", "delay_minutes": 30, "reply_text": "   "},
+            {"action": "submit", "delay_minutes": 30, "reply_text": "   ", "cut_after_id": CUT},
             "Cannot submit without the reply text.",
         ),
         ({"action": "publish"}, 'action: "publish" is not a valid choice.'),
@@ -174,12 +184,7 @@ def test_labels_never_change_the_chat_logs(task, staff_user, reviewer, planted) 
 def test_bad_labels_are_refused_with_a_reason_and_nothing_is_stored(
     task, staff_user, planted, body, error
 ) -> None:
-    if (
-        body.get("delay_minutes") is not None
-        and "cut_after_id" not in body
-        and body["action"] == "submit"
-        and body.get("reply_text")
-    ):
+    if body.get("cut_after_id") == CUT:
         body = {**body, "cut_after_id": planted["going"].pk}
     response = label_api(logged_in(staff_user), task, **body)
     assert (response.status_code, response.json()) == (400, {"error": error})
