@@ -210,9 +210,13 @@ def test_send_back_lets_the_annotator_fix_and_resubmit(task, staff_user, reviewe
     )
     assert sent_back.json()["state"] == "sent_back"
     assert DelayTask.objects.get().state == "in_progress"
-    assert (
-        "reviewer's note: <q>too short</q>" in annotator.get(f"/labeling/tasks/{task.pk}/").content.decode()
-    )
+    page = annotator.get(f"/labeling/tasks/{task.pk}/").content.decode()
+    assert "reviewer's note: <q>too short</q>" in page
+    # The sent-back label comes back filled in, in both notations
+    assert 'id="delay-hours" min="0" value="0"' in page
+    assert 'id="delay-minutes" min="0" max="59" value="2"' in page
+    assert 'id="reply-date" value="2026-03-02"' in page
+    assert 'id="reply-clock" value="12:34"' in page
     again = label_api(
         annotator, task, action="submit", cut_after_id=planted["going"].pk, delay_minutes=95, reply_text="hi"
     )
