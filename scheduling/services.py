@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
@@ -468,8 +468,7 @@ def reply_deliver(*, reply_id: int, now: datetime | None = None) -> bool:
         return _deliver_locked(reply, now=now)
 
 
-@dataclass(frozen=True)
-class WakeOutcome:
+class WakeOutcome(NamedTuple):
     """What a wake-up did (delivered, typing, waiting, done, busy) and when to wake again."""
 
     action: str

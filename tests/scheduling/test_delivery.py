@@ -1,0 +1,259 @@
+"""Delivery on real PostgreSQL and Redis: typing then message, cancellation, races, duplicate wake-ups.
+
+Pending replies are set up directly as rows (the state the planner leaves behind); what is
+under test is what the wake-ups, the dispatcher and the person's messages do to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.utils import timezone
+
+from chat import realtime
+from chat.models import Conversation, Message
+from chat.services import message_post
+from scheduling import tasks
+from scheduling.models import ScheduledReply
+from scheduling.services import due_replies_dispatch, reply_deliver, reply_wake
+from tests.factories import MessageFactory
+from tests.scheduling.conftest import delivered_messages, post, run_in_threads
+
+State = ScheduledReply.State
+SECOND = timedelta(seconds=1)
+
+
+def pending_reply(
+    conversation: Conversation, *, due_at: datetime, typing_at: datetime | None = None, text: str = "back~"
+) -> ScheduledReply:
+    trigger = MessageFactory(conversation=conversation, text="I'm going to eat now")
+    return ScheduledReply.objects.create(
+        conversation=conversation,
+        trigger_message=trigger,
+        state=State.PENDING,
+        text=text,
+        final_at=due_at,
+        due_at=due_at,
+        typing_at=typing_at or due_at - 2 * SECOND,
+        is_delayed=True,
+    )
+
+
+class GroupListener:
+    """A real Redis channel-layer channel in the conversation's group."""
+
+    def __init__(self, conversation_id: int) -> None:
+        self.layer = get_channel_layer()
+        self.channel = async_to_sync(self.layer.new_channel)()
+        async_to_sync(self.layer.group_add)(realtime.conversation_group(conversation_id), self.channel)
+
+    def next_event(self) -> dict[str, Any]:
+        async def receive() -> dict[str, Any]:
+            return await asyncio.wait_for(self.layer.receive(self.channel), timeout=5)
+
+        return async_to_sync(receive)()["event"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reply_shows_typing_at_its_typing_time_then_arrives_at_its_due_time(conversation):
+    # given
+    now = timezone.now()
+    reply = pending_reply(conversation, typing_at=now + 10 * SECOND, due_at=now + 13 * SECOND)
+    listener = GroupListener(conversation.pk)
+    # when / then: early wake-ups only say when to come back
+    assert reply_wake(reply_id=reply.pk, now=now) == ("waiting", reply.typing_at)
+    assert reply_wake(reply_id=reply.pk, now=reply.typing_at) == ("typing", reply.due_at)
+    assert listener.next_event() == {"type": "typing", "role": "companion", "is_typing": True}
+    # a duplicate typing wake-up does not type twice
+    assert reply_wake(reply_id=reply.pk, now=reply.typing_at + SECOND) == ("typing", reply.due_at)
+    assert reply_wake(reply_id=reply.pk, now=reply.due_at) == ("delivered", None)
+    event = listener.next_event()
+    assert (event["type"], event["message"]["text"], event["message"]["role"]) == (
+        "message.created",
+        "back~",
+        "companion",
+    )
+    reply.refresh_from_db()
+    [message] = delivered_messages(reply)
+    assert (reply.state, reply.message_id, reply.sent_at, reply.typing_started_at) == (
+        State.SENT,
+        message.pk,
+        reply.due_at,
+        reply.typing_at,
+    )
+    assert reply_wake(reply_id=reply.pk, now=reply.due_at + SECOND) == ("done", None)
+    assert reply_wake(reply_id=0, now=now) == ("done", None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_person_writing_cancels_the_pending_reply_and_takes_back_its_typing(conversation, purged_broker):
+    # given: the companion is already "typing"
+    now = timezone.now()
+    reply = pending_reply(conversation, typing_at=now, due_at=now + 5 * SECOND)
+    reply_wake(reply_id=reply.pk, now=now)
+    listener = GroupListener(conversation.pk)
+    # when
+    newer = post(conversation, "wait, before you go")
+    # then
+    reply.refresh_from_db()
+    assert (reply.state, reply.cancelled_at is not None) == (State.CANCELLED, True)
+    assert reply.outcome_reason == f"cancelled by person message {newer.pk}"
+    events = [listener.next_event(), listener.next_event()]
+    assert {"type": "typing", "role": "companion", "is_typing": False} in events
+    assert due_replies_dispatch(now=now + timedelta(days=1)).delivered == 0
+    assert delivered_messages(reply) == []
+
+
+@pytest.mark.django_db
+def test_the_dispatcher_delivers_only_due_rows_and_queues_wakeups_for_the_next_minute(conversation, person):
+    # given: one reply due, one typing within the minute, one an hour away
+    from tests.factories import ConversationFactory
+
+    now = timezone.now()
+    others = [ConversationFactory(person=person) for _ in range(2)]
+    due = pending_reply(conversation, due_at=now - SECOND)
+    soon = pending_reply(others[0], typing_at=now + 30 * SECOND, due_at=now + 32 * SECOND)
+    later = pending_reply(others[1], due_at=now + timedelta(hours=1))
+    # when
+    report = due_replies_dispatch(now=now)
+    # then
+    assert (report.delivered, report.wakeups_queued) == (1, 1)
+    states = dict(ScheduledReply.objects.values_list("id", "state"))
+    assert states == {due.pk: State.SENT, soon.pk: State.PENDING, later.pk: State.PENDING}
+    assert ScheduledReply.objects.get(pk=soon.pk).wake_queued_at == now
+    # a second run inside the minute queues nothing again; after the horizon a lost wake-up is re-queued
+    assert due_replies_dispatch(now=now + SECOND).wakeups_queued == 0
+    assert due_replies_dispatch(now=now + 61 * SECOND).delivered == 1
+
+
+@pytest.mark.django_db
+def test_chat_refusing_the_text_marks_the_reply_failed_with_the_reason(conversation):
+    # given: a text chat's rules refuse (empty after trimming)
+    reply = pending_reply(conversation, due_at=timezone.now(), text="   ")
+    # when
+    assert reply_deliver(reply_id=reply.pk, now=reply.due_at) is False
+    # then
+    reply.refresh_from_db()
+    assert reply.state == State.FAILED
+    assert reply.outcome_reason.startswith("chat refused the text: ")
+    assert delivered_messages(reply) == []
+
+
+@pytest.mark.django_db
+def test_a_person_message_whose_plan_wakeup_was_lost_is_planned_again(conversation, purged_broker):
+    # given: a message two minutes old and no plan row (its Celery message was lost)
+    MessageFactory(conversation=conversation, text="hello?", created_at=timezone.now() - timedelta(minutes=2))
+    # when
+    first = due_replies_dispatch()
+    second = due_replies_dispatch()
+    # then: queued once; the second run is damped while that plan may still be running
+    assert (first.plans_requeued, second.plans_requeued) == (1, 0)
+
+
+class LockstepThreads:
+    """Two long-lived threads (each with its own database connection) released together per round."""
+
+    def __init__(self, count: int) -> None:
+        self.start = threading.Barrier(count + 1)
+        self.done = threading.Barrier(count + 1)
+        self.work: list[Any] = [None] * count
+        self.errors: list[BaseException] = []
+        self.threads = [
+            threading.Thread(target=self._loop, args=(index,), daemon=True) for index in range(count)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _loop(self, index: int) -> None:
+        try:
+            while True:
+                self.start.wait()
+                work = self.work[index]
+                if work is None:
+                    return
+                try:
+                    work()
+                except BaseException as exc:  # asserted on by the test
+                    self.errors.append(exc)
+                self.done.wait()
+        finally:
+            connection.close()
+
+    def run_round(self, *work: Any) -> None:
+        self.work = list(work)
+        self.start.wait()
+        self.done.wait()
+
+    def stop(self) -> None:
+        self.work = [None] * len(self.threads)
+        self.start.wait()
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_race_person_message_against_delivery_1000_rounds(conversation, purged_broker):
+    """Released together, 1000 times: each round ends sent with one message, or cancelled with none."""
+    outcomes: Counter[str] = Counter()
+    person = conversation.person
+    threads = LockstepThreads(2)
+    try:
+        for round_number in range(1000):
+            # given: a due reply
+            reply = pending_reply(conversation, due_at=timezone.now() - SECOND)
+            # when: the person's message and the delivery are released together
+            threads.run_round(
+                lambda n=round_number: message_post(
+                    conversation=conversation, author=person, text=f"round {n}", client_id=f"r{n}"
+                ),
+                lambda reply_id=reply.pk: reply_deliver(reply_id=reply_id),
+            )
+            # then
+            assert threads.errors == []
+            reply.refresh_from_db()
+            messages = delivered_messages(reply)
+            if reply.state == State.SENT:
+                assert [m.pk for m in messages] == [reply.message_id]
+            else:
+                assert (reply.state, messages) == (State.CANCELLED, [])
+            outcomes[reply.state] += 1
+    finally:
+        threads.stop()
+    assert outcomes[State.SENT] + outcomes[State.CANCELLED] == 1000
+    assert (
+        Message.objects.filter(conversation=conversation, role="person", client_id__startswith="r").count()
+        == 1000
+    )
+    print(f"race outcomes: {dict(outcomes)}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ten_duplicate_wakeups_at_once_make_one_message(conversation, purged_broker):
+    # given
+    reply = pending_reply(conversation, due_at=timezone.now() - SECOND)
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def wake() -> None:
+        action = tasks.wake_reply.apply(args=[reply.pk]).get()
+        with lock:
+            results.append(action)
+
+    # when
+    errors = run_in_threads(*[wake] * 10)
+    # then
+    assert errors == []
+    assert len(delivered_messages(reply)) == 1
+    reply.refresh_from_db()
+    assert reply.state == State.SENT
+    assert results.count("delivered") == 1
+    assert len(results) == 10
+    connection.close()
