@@ -1,0 +1,143 @@
+"""The staff replies API, the admin page and the management commands that `make run` calls."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from scheduling.models import ScheduledReply
+from scheduling.services import reply_plan
+from tests.conftest import token_client
+from tests.scheduling.conftest import ScriptedSource, Step, post
+
+pytestmark = pytest.mark.django_db
+
+
+def replies_url(conversation_id: int) -> str:
+    return f"/api/v1/conversations/{conversation_id}/replies/"
+
+
+@pytest.fixture
+def planned(conversation) -> ScheduledReply:
+    """A reply whose proposal the threshold rule changed (scripted: its decisions must be exact)."""
+    trigger = post(conversation, "you there?")
+    return reply_plan(
+        conversation_id=conversation.pk,
+        trigger_message_id=trigger.pk,
+        source=ScriptedSource([Step("brb", delay=timedelta(minutes=3)), Step("yes! what's up?")]),
+        now=trigger.created_at + timedelta(seconds=2),
+    )
+
+
+def test_staff_list_a_conversations_replies_with_state_due_time_and_decisions(planned, staff_user):
+    # when
+    response = token_client(staff_user).get(replies_url(planned.conversation_id))
+    # then
+    assert response.status_code == 200
+    [row] = response.json()
+    assert row["id"] == planned.pk
+    assert row["state"] == "pending"
+    assert row["trigger_message_id"] == planned.trigger_message_id
+    assert row["text"] == "yes! what's up?"
+    assert row["due_at"] == planned.due_at.isoformat().replace("+00:00", "Z")
+    assert [d["rule"] for d in row["guard_decisions"] if d["changed"]] == ["instant_threshold"]
+    assert [a["purpose"] for a in row["generation_attempts"]] == ["propose", "guard_retime"]
+
+
+def test_the_state_filter_narrows_and_an_unknown_state_is_a_400_with_a_reason(planned, staff_user):
+    client = token_client(staff_user)
+    assert client.get(replies_url(planned.conversation_id), {"state": "sent"}).json() == []
+    assert len(client.get(replies_url(planned.conversation_id), {"state": "pending"}).json()) == 1
+    bad = client.get(replies_url(planned.conversation_id), {"state": "lost"})
+    assert bad.status_code == 400
+    assert bad.json() == {
+        "code": "state_invalid",
+        "detail": "state must be one of pending, sent, cancelled, superseded, failed.",
+    }
+
+
+def test_non_staff_get_403_even_for_their_own_conversation_and_anonymous_401(
+    planned, api_client, anonymous_client
+):
+    assert api_client.get(replies_url(planned.conversation_id)).status_code == 403
+    assert anonymous_client.get(replies_url(planned.conversation_id)).status_code == 401
+    # a non-staff caller cannot even learn whether a conversation exists
+    assert api_client.get(replies_url(999_999)).status_code == 403
+
+
+def test_an_unknown_conversation_is_a_404_for_staff(staff_user):
+    assert token_client(staff_user).get(replies_url(999_999)).status_code == 404
+
+
+def test_staff_see_replies_in_the_admin_read_only(planned, staff_user):
+    # given
+    staff_user.is_superuser = True
+    staff_user.save()
+    client = Client()
+    client.force_login(staff_user)
+    # when
+    listing = client.get("/admin/scheduling/scheduledreply/")
+    detail = client.get(f"/admin/scheduling/scheduledreply/{planned.pk}/change/")
+    # then
+    assert listing.status_code == 200
+    assert "yes! what&#x27;s up?" in listing.content.decode()
+    assert detail.status_code == 200
+    assert client.get("/admin/scheduling/scheduledreply/add/").status_code == 403
+
+
+def test_ensure_reply_dispatcher_is_idempotent_and_updates_a_changed_interval():
+    out = StringIO()
+    call_command("ensure_reply_dispatcher", stdout=out)
+    call_command("ensure_reply_dispatcher", stdout=out)
+    call_command("ensure_reply_dispatcher", "--every", "2", stdout=out)
+    assert out.getvalue().splitlines() == [
+        "reply dispatcher created: scheduling.dispatch_due_replies every 5s",
+        "reply dispatcher unchanged: scheduling.dispatch_due_replies every 5s",
+        "reply dispatcher updated: scheduling.dispatch_due_replies every 2s",
+    ]
+    task = PeriodicTask.objects.get(name="reply dispatcher")
+    assert (task.task, task.interval.every, task.interval.period, task.expire_seconds, task.enabled) == (
+        "scheduling.dispatch_due_replies",
+        2,
+        IntervalSchedule.SECONDS,
+        2,
+        True,
+    )
+    assert PeriodicTask.objects.filter(task="scheduling.dispatch_due_replies").count() == 1
+
+
+def test_ensure_reply_dispatcher_refuses_a_non_positive_interval():
+    with pytest.raises(CommandError, match="--every must be at least 1 second, not -3"):
+        call_command("ensure_reply_dispatcher", "--every", "-3")
+    assert PeriodicTask.objects.filter(name="reply dispatcher").count() == 0
+
+
+def test_ensure_generator_model_built_the_tiny_model_with_progress(tiny_model_build):
+    # the session's tiny model was built by the command itself (tests/scheduling/conftest.py)
+    lines = tiny_model_build.output.splitlines()
+    assert lines[0] == f"building the tiny generator model into {tiny_model_build.path} (first start only)"
+    assert lines[-1] == f"generator model ready: {tiny_model_build.path}"
+    assert len(lines) > 2 and all(line.startswith("  ") for line in lines[1:-1])
+
+
+def test_ensure_generator_model_leaves_a_present_model_alone(settings, tiny_model_dir):
+    settings.GENERATOR_MODEL_DIR = tiny_model_dir
+    before = (tiny_model_dir / "config.json").stat().st_mtime_ns
+    out = StringIO()
+    call_command("ensure_generator_model", stdout=out)
+    assert out.getvalue() == f"generator model present: {tiny_model_dir}\n"
+    assert (tiny_model_dir / "config.json").stat().st_mtime_ns == before
+
+
+def test_ensure_generator_model_refuses_a_path_that_is_a_file(settings, tmp_path):
+    target = tmp_path / "model"
+    target.write_text("not a model")
+    settings.GENERATOR_MODEL_DIR = target
+    with pytest.raises(CommandError, match=f"GENERATOR_MODEL_DIR {target} exists and is not a directory"):
+        call_command("ensure_generator_model", stdout=StringIO())
+    assert target.read_text() == "not a model"
