@@ -19,7 +19,7 @@ if not os.environ.get("REDIS_URL"):
 from companion.settings import *  # noqa: F403
 from companion.settings import DATABASES, REST_FRAMEWORK
 
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+PASSWORD_HASHERS = ["tests.hashers.FastPBKDF2PasswordHasher"]
 DATABASES["default"]["TEST"] = {"NAME": f"test_companion_{os.getpid()}"}
 # Throttling stays on (it is behaviour under test) but generous unless a test narrows it.
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"anon": "1000/minute", "user": "10000/minute"}

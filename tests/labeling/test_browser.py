@@ -8,7 +8,6 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
@@ -22,12 +21,9 @@ PASSWORD = "correct horse battery"
 
 
 def staff_member(username: str):
-    """A staff user whose password the daphne child can check: it runs the production hashers,
-    not the test settings' MD5, so the hash is PBKDF2 (with few iterations, to stay fast)."""
-    user = UserFactory(username=username, is_staff=True)
-    user.password = PBKDF2PasswordHasher().encode(PASSWORD, salt=f"salt{username}", iterations=1000)
-    user.save(update_fields=["password"])
-    return user
+    """A staff user who logs in with PASSWORD (the factory's; its cheap PBKDF2 hash is one
+    the daphne child, running the production hashers, can check)."""
+    return UserFactory(username=username, is_staff=True)
 
 
 def log_in(page: Page, base_url: str, username: str, then: str) -> None:
