@@ -86,10 +86,10 @@ PRESETS: dict[str, Preset] = {
         heads=2,
         intermediate_size=96,
         max_length=192,
-        steps=40,
+        steps=120,
         batch_size=16,
-        learning_rate=5e-3,
-        warmup=5,
+        learning_rate=1e-2,
+        warmup=10,
         eval_limit=24,
     ),
 }

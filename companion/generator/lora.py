@@ -121,6 +121,11 @@ def train_lora(
     }
     (out / "training.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     card = [
+        "---",  # the metadata block peft and the hub expect at the top of a model card
+        "library_name: peft",
+        "tags: [lora, companion-reply-time]",
+        "---",
+        "",
         "# LoRA adapter for the reply-time model",
         "",
         f"- base model: `{info['base_model']}`",
