@@ -18,6 +18,18 @@ from tests.live import (  # noqa: F401  (fixtures shared by the whole suite)
     start_celery_worker,
 )
 
+BROWSER_FIXTURES = frozenset({"browser_page", "chromium_browser"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run every test that drives Chromium after all the others.
+
+    Playwright's sync API keeps an event loop running in the main thread once the session's
+    browser has started, and pytest-asyncio cannot run an async test after that.
+    """
+    uses_browser = [item for item in items if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    items[:] = [item for item in items if item not in uses_browser] + uses_browser
+
 
 @pytest.fixture
 def person(db):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,15 +75,3 @@ async def close_code(communicator: WebsocketCommunicator) -> int:
 
 async def receive_event(communicator: WebsocketCommunicator) -> dict[str, Any]:
     return json.loads(await communicator.receive_from(timeout=10))
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run chat's browser tests after every other test of the run.
-
-    The session-wide Playwright (sync API) keeps an event loop running in the main thread once
-    started, and pytest-asyncio cannot run an async test after that. Until the shared fixture
-    handles it, chat's browser test goes last so it never breaks an async test.
-    """
-    chat_dir = Path(__file__).parent
-    browser = [item for item in items if item.get_closest_marker("browser") and chat_dir in item.path.parents]
-    items[:] = [item for item in items if item not in browser] + browser

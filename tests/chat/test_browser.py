@@ -8,7 +8,6 @@ from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connections
 
 from chat import realtime, services
@@ -41,10 +40,7 @@ def test_log_in_send_a_message_and_see_the_companion_type_reply_and_read(live_as
     from playwright.sync_api import expect
 
     # given
-    person = UserFactory(username="mina")
-    # The server runs production settings, which do not accept the test run's cheap MD5 hashes.
-    person.password = PBKDF2PasswordHasher().encode("correct horse battery", "browsertestsalt")
-    person.save(update_fields=["password"])
+    UserFactory(username="mina")  # password "correct horse battery"
     CompanionFactory(slug="luda", name="Luda", default_time_zone="Asia/Seoul")
     page = browser_page
     # when: log in through the session login page
