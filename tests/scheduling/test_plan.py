@@ -190,3 +190,9 @@ def test_plan_ids_that_are_not_a_person_message_of_the_conversation_are_refused(
     ):
         reply_plan(conversation_id=0, trigger_message_id=trigger.pk)
     assert ScheduledReply.objects.count() == 0
+
+
+def test_the_generator_is_loaded_once_per_process(real_generator):
+    from scheduling.generation import default_reply_source
+
+    assert default_reply_source() is default_reply_source()
