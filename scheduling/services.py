@@ -212,7 +212,8 @@ def _draft(
         record.decisions.extend(decision.as_record() for decision in outcome.decisions)
         final_at = max(now, base_at) if outcome.is_instant else base_at + outcome.final_delay
         text = proposal.text
-        if outcome.changed:
+        # Within the same minute the proposal's words still fit (the transcript has minute resolution).
+        if outcome.changed and abs(final_at - proposal.at) >= timedelta(minutes=1):
             # The words must fit the moment they are sent ("good morning" must not go out at 23:10).
             retimed = _generate(
                 source, dialogue, record, purpose="guard_retime", max_delay=model_max, forced_at=final_at
@@ -412,7 +413,19 @@ def reply_plan(
             now=plan_now,
             reason=f"the reply generator is unavailable: {type(exc).__name__}: {exc}",
         )
-    draft = _draft(source=source, conversation=conversation, trigger=trigger, now=plan_now, record=record)
+    try:
+        draft = _draft(source=source, conversation=conversation, trigger=trigger, now=plan_now, record=record)
+    except Exception as exc:
+        # A conversation the transcript cannot render (say, a companion name that is no speaker
+        # label) must still end with a recorded outcome, not a task retried forever.
+        logger.exception("planning the reply to message %s failed", trigger.pk)
+        return _store(
+            trigger=trigger,
+            state=State.FAILED,
+            record=record,
+            now=plan_now,
+            reason=f"planning failed: {type(exc).__name__}: {exc}",
+        )
     if draft is None:
         return _store(
             trigger=trigger,

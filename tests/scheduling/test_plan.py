@@ -196,3 +196,21 @@ def test_the_generator_is_loaded_once_per_process(real_generator):
     from scheduling.generation import default_reply_source
 
     assert default_reply_source() is default_reply_source()
+
+
+@pytest.mark.django_db
+def test_a_conversation_the_transcript_cannot_render_ends_failed_with_the_reason(
+    conversation, real_generator
+):
+    # given: a companion whose name cannot be a speaker label (it would read as the person's)
+    conversation.companion.name = "User"
+    conversation.companion.save()
+    trigger = post(conversation, "hi")
+    # when
+    reply = reply_plan(conversation_id=conversation.pk, trigger_message_id=trigger.pk)
+    # then
+    assert reply.state == State.FAILED
+    assert reply.outcome_reason == (
+        "planning failed: TranscriptError: companion name 'User' cannot be a speaker label"
+    )
+    assert due_replies_dispatch(now=trigger.created_at + timedelta(days=30)).delivered == 0
