@@ -3,11 +3,12 @@
 "I'm going to eat now" gets a read receipt and no instant answer; writing again before the
 planned reply arrives cancels it; the answer to both then comes later, announced by typing.
 
-About the model: the tiny preset (what tests can build in seconds) proposes a delay of most
-of a day for nearly any message; it delays "I'm going to eat now" too, but not because it
-understood it. The companion here has ``max_delay_minutes = 60`` so the max-delay guard clamps
-that proposal to an hour: 36 s at scale 0.01, counted from the person's message, which leaves
-room for the plan itself (debounce, model load, two generations: 5 to 15 s on 2 busy cores).
+About the model: the tiny preset (what tests can build in about a minute) does delay this
+message, by most of a day (21 h 36 min, "I'm back! tired…", when last checked), and delays most
+other messages too (36 min to a day): it delays, but without really understanding why. The
+companion here has ``max_delay_minutes = 60`` so the max-delay guard clamps that proposal to an
+hour: 36 s at scale 0.01, counted from the person's message, which leaves room for the plan
+itself (debounce, model load, two generations: 5 to 15 s on 2 busy cores).
 """
 
 from __future__ import annotations
