@@ -1,4 +1,4 @@
-"""Real Celery workers and beat: a worker SIGKILLed mid-delivery and Redis flushed lose nothing."""
+"""Real Celery workers and beat: a worker SIGKILLed mid-delivery, a flushed Redis, duplicated wake-ups."""
 
 from __future__ import annotations
 
@@ -110,3 +110,23 @@ def test_sigkill_during_delivery_and_a_flushed_redis_still_deliver_every_reply_e
     )
     assert sorted(delivered) == sorted((reply.pk, reply.text) for reply in due + soon)
     assert Message.objects.filter(text="blocker").count() == 0
+
+    # when: one more due reply is woken ten times at once (duplicated wake-ups, real worker)
+    extra = pending_reply(ConversationFactory(person=person), due_at=timezone.now(), text="once")
+    succeeded_before = wake_successes(recovery)
+    for _ in range(10):
+        tasks.wake_reply.apply_async(args=[extra.pk])
+    wait_for(lambda: wake_successes(recovery) >= succeeded_before + 10, timeout=30, what="ten wake-ups")
+    # then: one message
+    assert list(Message.objects.filter(scheduled_reply_id=extra.pk).values_list("text", flat=True)) == [
+        "once"
+    ]
+    assert ScheduledReply.objects.get(pk=extra.pk).state == State.SENT
+
+
+def wake_successes(worker) -> int:
+    return sum(
+        1
+        for line in worker.log_text().splitlines()
+        if "scheduling.wake_reply[" in line and "succeeded" in line
+    )
