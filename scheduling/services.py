@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -196,7 +196,7 @@ def _draft(
         text, proposed_at, outcome = forced.text, None, None
         final_at = now
     else:
-        proposed_at = proposal.at
+        proposed_at = proposal.at.astimezone(UTC)  # the model answers in the conversation's zone
         outcome = apply_guard_rules(
             proposed_delay=proposal.at - base_at,
             settings=guard_settings,
