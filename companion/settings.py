@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 from companion import embedded
 
@@ -116,6 +117,16 @@ CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Planning runs the model (seconds); delivery must never wait behind it. A worker without
+# --queues consumes all three (make run, tests); production runs a worker per kind
+# (docker-compose.yml). Declared here so that `celery purge` and control commands know them.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("plan"), Queue("delivery"))
+CELERY_TASK_ROUTES = {
+    "scheduling.plan_reply": {"queue": "plan"},
+    "scheduling.wake_reply": {"queue": "delivery"},
+    "scheduling.dispatch_due_replies": {"queue": "delivery"},
+}
 
 # --- Auth, REST ----------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -189,3 +200,13 @@ CHAT_MESSAGE_MAX_LENGTH = env.int("CHAT_MESSAGE_MAX_LENGTH", default=2000)
 GENERATOR_MODEL_DIR = Path(env("GENERATOR_MODEL_DIR", default=str(DATA_DIR / "models" / "default")))
 # Compresses every reply delay (0.01 makes 30 minutes pass in 18 seconds) for demos and tests.
 REPLY_TIME_SCALE = env.float("REPLY_TIME_SCALE", default=1.0)
+
+# The reply loop (scheduling/conf.py documents each; its defaults apply to the rest).
+SCHEDULING_REPLY_SOURCE = env("SCHEDULING_REPLY_SOURCE", default="scheduling.generation.default_reply_source")
+SCHEDULING_PLAN_DEBOUNCE_SECONDS = env.float("SCHEDULING_PLAN_DEBOUNCE_SECONDS", default=2.0)
+SCHEDULING_DIALOGUE_MESSAGES = env.int("SCHEDULING_DIALOGUE_MESSAGES", default=20)
+SCHEDULING_DISPATCH_INTERVAL_SECONDS = env.int("SCHEDULING_DISPATCH_INTERVAL_SECONDS", default=5)
+SCHEDULING_ETA_HORIZON_SECONDS = env.int("SCHEDULING_ETA_HORIZON_SECONDS", default=60)
+SCHEDULING_DISPATCH_BATCH_SIZE = env.int("SCHEDULING_DISPATCH_BATCH_SIZE", default=200)
+SCHEDULING_SAFETY_MAX_REGENERATIONS = env.int("SCHEDULING_SAFETY_MAX_REGENERATIONS", default=2)
+SCHEDULING_SAFETY_CLASSIFIER = env("SCHEDULING_SAFETY_CLASSIFIER", default="")

@@ -103,7 +103,16 @@ def main() -> int:
         _start("web", [python, "-m", "daphne", "-b", host, "-p", port, "companion.asgi:application"]),
         _start(
             "worker",
-            [python, "-m", "celery", "-A", "companion", "worker", "--loglevel=INFO", "--concurrency=1"],
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "companion",
+                "worker",
+                "--loglevel=INFO",
+                "--concurrency=1",
+            ],
         ),
         _start("beat", [python, "-m", "celery", "-A", "companion", "beat", "--loglevel=INFO"]),
     ]

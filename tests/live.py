@@ -153,7 +153,8 @@ def start_celery_worker(django_db_setup, tmp_path) -> Iterator[Callable[..., Chi
     """Factory: start a real ``celery worker`` process; returns once it reports ready.
 
     Keyword arguments: ``concurrency`` (default 1), ``pool`` (default ``prefork``),
-    ``queues`` (comma-separated), ``extra_env`` (e.g. ``{"REPLY_TIME_SCALE": "0.01"}``).
+    ``queues`` (comma-separated; default every queue in CELERY_TASK_QUEUES),
+    ``extra_env`` (e.g. ``{"REPLY_TIME_SCALE": "0.01"}``).
     """
     from tests.conftest import subprocess_environment
 
