@@ -118,12 +118,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _message_send(self, event: dict[str, Any]) -> None:
         client_id = event.get("client_id")
+        committed: list[Message] = []
         try:
             message, created = await _db(services.message_post)(
                 conversation=self.conversation,
                 author=self.scope["user"],
                 text=event.get("text"),
                 client_id=client_id,
+                push=committed.append,  # called after commit; we broadcast from the loop below
             )
         except ChatInputInvalid as exc:
             await self._error(exc.code, exc.detail, client_id=client_id)
@@ -131,7 +133,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if not created:
             # A retry: the group heard this message the first time; only the retrying socket
             # needs its confirmation again.
-            await self.send_json(await _db(realtime.message_created_event)(message))
+            await self.send_json(realtime.message_created_event(message))
+            return
+        for stored in committed:
+            await realtime.abroadcast_message(stored)
 
     async def _typing(self, event: dict[str, Any]) -> None:
         is_typing = event.get("is_typing")

@@ -10,6 +10,7 @@ consumer forwards ``event`` unchanged, so the event shapes are defined only here
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
@@ -19,6 +20,8 @@ from chat.serializers import message_payload
 
 if TYPE_CHECKING:
     from chat.models import Message
+
+logger = logging.getLogger(__name__)
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -38,18 +41,33 @@ def read_event(*, role: str, up_to: int) -> dict[str, Any]:
     return {"type": "read", "role": role, "up_to": up_to}
 
 
-def _push(conversation_id: int, event: dict[str, Any]) -> None:
+async def _apush(conversation_id: int, event: dict[str, Any]) -> None:
     channel_layer = get_channel_layer()
     if channel_layer is None:  # no CHANNEL_LAYERS configured: nobody can be listening
         return
-    async_to_sync(channel_layer.group_send)(
-        conversation_group(conversation_id), {"type": "chat.event", "event": event}
-    )
+    group_message = {"type": "chat.event", "event": event}
+    await channel_layer.group_send(conversation_group(conversation_id), group_message)
+
+
+def _push(conversation_id: int, event: dict[str, Any]) -> None:
+    async_to_sync(_apush)(conversation_id, event)
 
 
 def broadcast_message(message: Message) -> None:
     """Send ``message.created`` to every socket of the message's conversation."""
     _push(message.conversation_id, message_created_event(message))
+
+
+async def abroadcast_message(message: Message) -> None:
+    """:func:`broadcast_message` for code on an event loop; errors are logged, never raised.
+
+    Like the synchronous one run from ``on_commit(..., robust=True)``: a push is a
+    notification, and a failed one must not turn a stored message into an error.
+    """
+    try:
+        await _apush(message.conversation_id, message_created_event(message))
+    except Exception:
+        logger.exception("Broadcasting message %s failed", message.pk)
 
 
 def broadcast_typing(*, conversation_id: int, role: str, is_typing: bool) -> None:

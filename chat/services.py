@@ -12,15 +12,17 @@ entirely after it (and sees that its trigger is no longer the latest person mess
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from chat import hooks, realtime
@@ -51,9 +53,26 @@ class RegistrationInvalid(ChatInputInvalid):
     """The username is taken or the password fails the password validators."""
 
 
+# One statement locks the conversation row and inserts the message unless its client_id was
+# already stored: a retry costs no savepoint and a first send no SELECT-before-INSERT. The
+# CTE's FOR UPDATE runs before the INSERT reads its row, so the lock order is unchanged.
+_MESSAGE_INSERT_SQL = """
+WITH locked AS (SELECT id FROM chat_conversation WHERE id = %s FOR UPDATE)
+INSERT INTO chat_message (conversation_id, role, text, created_at, client_id)
+SELECT locked.id, %s, %s, %s, %s FROM locked
+ON CONFLICT (conversation_id, client_id) WHERE NOT (client_id = '') DO NOTHING
+RETURNING id
+"""
+
+
 @transaction.atomic
 def message_post(
-    *, conversation: Conversation, author: AbstractBaseUser, text: str, client_id: str
+    *,
+    conversation: Conversation,
+    author: AbstractBaseUser,
+    text: str,
+    client_id: str,
+    push: Callable[[Message], None] = realtime.broadcast_message,
 ) -> tuple[Message, bool]:
     """Store the person's message; return ``(message, created)``.
 
@@ -61,26 +80,40 @@ def message_post(
     with ``created=False`` and announces / broadcasts nothing again (its text is not
     compared: the first send wins). Raises ``MessageTextInvalid`` / ``ClientIdInvalid`` /
     ``NotConversationPerson`` before anything is written.
+
+    ``push`` runs after commit with the new message (default: broadcast ``message.created``).
+    The socket consumer passes its own, to await the broadcast on its event loop instead of
+    holding a database thread while the loop does it.
     """
     normalized_text = validate_message_text(text)
     validate_client_id(client_id)
     if author.pk != conversation.person_id:
         raise NotConversationPerson()
-    # See the module docstring: the conversation row lock orders us against the reply planner.
-    Conversation.objects.select_for_update().filter(pk=conversation.pk).values_list("pk").get()
-    existing = Message.objects.filter(conversation=conversation, client_id=client_id).first()
-    if existing is not None:
+    created_at = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _MESSAGE_INSERT_SQL,
+            [conversation.pk, Message.Role.PERSON, normalized_text, created_at, client_id],
+        )
+        inserted = cursor.fetchone()
+    if inserted is None:
+        # A retry (we hold the row lock, so the first send has committed), or no such conversation.
+        existing = Message.objects.filter(conversation=conversation, client_id=client_id).first()
+        if existing is None:
+            raise Conversation.DoesNotExist(f"Conversation {conversation.pk} does not exist.")
         return existing, False
-    try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                conversation=conversation, role=Message.Role.PERSON, text=normalized_text, client_id=client_id
-            )
-    except IntegrityError:
-        # Unreachable while we hold the row lock, kept for writers that do not take it.
-        return Message.objects.get(conversation=conversation, client_id=client_id), False
+    message = Message(
+        pk=inserted[0],
+        conversation=conversation,
+        role=Message.Role.PERSON,
+        text=normalized_text,
+        created_at=created_at,
+        client_id=client_id,
+    )
+    message._state.adding = False
+    message._state.db = connection.alias
     hooks.announce_person_message(message)
-    transaction.on_commit(partial(realtime.broadcast_message, message), robust=True)
+    transaction.on_commit(partial(push, message), robust=True)
     return message, True
 
 
