@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import connections
@@ -115,6 +116,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             )
             return
         await handler(self, event)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' dispatch first runs close_old_connections through a thread-sensitive
+        # sync_to_async hop, for every frame and every push. Our ORM calls already do that
+        # housekeeping around themselves, in their own context (chat.db_threads), where it
+        # sees the connection they used; skip the extra thread round trip.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def _message_send(self, event: dict[str, Any]) -> None:
         client_id = event.get("client_id")

@@ -18,9 +18,24 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
         read_only_fields = fields
 
 
+# DRF's own field, so created_at renders exactly as in MessageSerializer (ISO 8601, "Z").
+_created_at_field = serializers.DateTimeField()
+
+
 def message_payload(message: Message) -> dict[str, Any]:
-    """The plain-dict form of a message (what ``message.created`` carries under ``"message"``)."""
-    return dict(MessageSerializer(message).data)
+    """The plain-dict form of a message (what ``message.created`` carries under ``"message"``).
+
+    Equal to ``MessageSerializer(message).data``, built by hand: every socket push serializes
+    one message, and a ModelSerializer builds its fields anew for each instance.
+    """
+    return {
+        "id": message.pk,
+        "conversation": message.conversation_id,
+        "role": str(message.role),
+        "text": message.text,
+        "created_at": _created_at_field.to_representation(message.created_at),
+        "client_id": message.client_id,
+    }
 
 
 class CompanionSerializer(serializers.ModelSerializer[Companion]):
