@@ -57,23 +57,24 @@ class Preset:
     learning_rate: float
     warmup: int
     eval_limit: int
+    prompt_weight: float = 0.25
 
 
 PRESETS: dict[str, Preset] = {
     # A few minutes on 2 CPU cores.
     "default": Preset(
-        n_train=6000,
+        n_train=20000,
         n_val=400,
         vocab_size=2000,
         hidden_size=128,
-        layers=3,
+        layers=4,
         heads=4,
         intermediate_size=384,
         max_length=256,
-        steps=450,
+        steps=2400,
         batch_size=24,
-        learning_rate=3e-3,
-        warmup=40,
+        learning_rate=5e-3,
+        warmup=100,
         eval_limit=400,
     ),
     # Seconds, for tests: it learns the format, not much timing.
@@ -235,6 +236,7 @@ def build_default_model(
         learning_rate=spec.learning_rate,
         warmup=spec.warmup,
         seed=seed,
+        prompt_weight=spec.prompt_weight,
     )
     started = time.perf_counter()
     losses = train_loop(model, examples, schedule, pad_id=tokenizer.pad_token_id, progress=say)

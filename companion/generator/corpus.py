@@ -106,6 +106,9 @@ SMALL_TALK = {
     ],
 }
 
+# Ordered so that the held-out positions (i % 4 == 3) hold one "mentions an activity" line
+# (lunch) and three neutral ones: both splits then have the same kind of mix. (A first ordering
+# held out only activity-word lines, so the held-out split tested a shift, not unseen phrasings.)
 CHAT = {
     "en": [
         ("what are you doing?", ["just thinking about you haha", "nothing much, lying in bed. you?"]),
@@ -118,15 +121,15 @@ CHAT = {
             "tell me a joke",
             ["why did the cat sit on the computer? to keep an eye on the mouse", "knock knock!"],
         ),
-        ("I'm so tired from work", ["aww you worked hard today", "rest a bit, okay?"]),
         ("it's raining here", ["oh I love the sound of rain", "take an umbrella!"]),
-        ("guess what happened", ["what what? tell me!", "hmm you won the lottery?"]),
-        ("do you want to watch a movie later?", ["yes!! what movie?", "sure, something scary?"]),
-        ("I just took a shower lol", ["fresh! feels good right?", "haha nice"]),
-        ("what's your favorite food?", ["tteokbokki for sure", "anything spicy!"]),
-        ("I'm bored", ["let's play a word game!", "want to hear a story?"]),
+        ("I'm so tired from work", ["aww you worked hard today", "rest a bit, okay?"]),
         ("I had a class this morning", ["how was it? hard?", "ooh what subject?"]),
+        ("do you want to watch a movie later?", ["yes!! what movie?", "sure, something scary?"]),
+        ("I'm bored", ["let's play a word game!", "want to hear a story?"]),
+        ("I just took a shower lol", ["fresh! feels good right?", "haha nice"]),
         ("are you sleepy?", ["a little, but I want to talk more", "nope, wide awake!"]),
+        ("what's your favorite food?", ["tteokbokki for sure", "anything spicy!"]),
+        ("guess what happened", ["what what? tell me!", "hmm you won the lottery?"]),
     ],
     "ko": [
         ("뭐해?", ["그냥 누워 있어 ㅎㅎ 너는?", "너 생각하고 있었지~"]),
@@ -136,15 +139,15 @@ CHAT = {
         ("오늘 하루 어땠어?", ["좋았어! 너는?", "조금 피곤했지만 괜찮아"]),
         ("나 오늘 헬스장 갔다 왔어", ["오 대박 어땠어?", "완전 부지런하다!"]),
         ("재밌는 얘기 해줘", ["음 옛날에 토끼가 살았는데~", "내가 어제 꾼 꿈 얘기해줄까?"]),
-        ("일 때문에 너무 피곤해", ["오늘 고생 많았어", "좀 쉬어 알았지?"]),
         ("여기 비 와", ["빗소리 좋겠다", "우산 챙겨!"]),
-        ("대박 무슨 일 있었는지 알아?", ["뭔데 뭔데? 말해줘!", "음 로또 당첨?"]),
-        ("이따 영화 볼래?", ["좋아!! 무슨 영화?", "그래 무서운 거 볼까?"]),
-        ("나 방금 씻었어 ㅋㅋ", ["개운하겠다!", "ㅋㅋ 좋다"]),
-        ("제일 좋아하는 음식 뭐야?", ["떡볶이 무조건", "매운 건 다 좋아!"]),
-        ("심심해", ["끝말잇기 할래?", "내가 얘기 하나 해줄까?"]),
+        ("일 때문에 너무 피곤해", ["오늘 고생 많았어", "좀 쉬어 알았지?"]),
         ("오늘 아침에 수업 있었어", ["어땠어? 어려웠어?", "오 무슨 과목?"]),
+        ("이따 영화 볼래?", ["좋아!! 무슨 영화?", "그래 무서운 거 볼까?"]),
+        ("심심해", ["끝말잇기 할래?", "내가 얘기 하나 해줄까?"]),
+        ("나 방금 씻었어 ㅋㅋ", ["개운하겠다!", "ㅋㅋ 좋다"]),
         ("졸려?", ["조금? 근데 더 얘기하고 싶어", "아니 완전 쌩쌩해!"]),
+        ("제일 좋아하는 음식 뭐야?", ["떡볶이 무조건", "매운 건 다 좋아!"]),
+        ("대박 무슨 일 있었는지 알아?", ["뭔데 뭔데? 말해줘!", "음 로또 당첨?"]),
     ],
 }
 
@@ -434,6 +437,15 @@ DURATIONS = {
     ],
 }
 
+INTERJECTIONS = {
+    "en": ["hmm", "oh", "haha", "well", "hey", "ok so", "lol", "omg"],
+    "ko": ["음", "아", "ㅋㅋ", "헐", "야", "근데", "아니", "오"],
+}
+ENDINGS = {
+    "en": ["!", " lol", " :)", "...", "!!", " haha", "?", " ok"],
+    "ko": ["~", " ㅎㅎ", " ㅋㅋ", "!!", "...", " ㅠㅠ", "?", "ㅎ"],
+}
+
 SCENARIO_WEIGHTS = {
     "chat": 30,
     "complaint": 8,
@@ -489,6 +501,8 @@ class _Writer:
 
     def say(self, role: str, text: str, gap: int | None = None) -> None:
         self.now += timedelta(minutes=self.rng.randint(0, 2) if gap is None else gap)
+        if role == "person":
+            text = self.vary(text)
         self.turns.append({"role": role, "at": self._wall(self.now), "text": text})
 
     def small_talk(self, most: int = 2) -> None:
@@ -496,6 +510,17 @@ class _Writer:
         for person, companion in self.rng.sample(pool, min(self.rng.randint(0, most), len(pool))):
             self.say("person", self.fill(person))
             self.say("companion", self.fill(companion), gap=0)
+
+    def vary(self, text: str) -> str:
+        """Light noise on a person's message (interjections, endings, case), so a model keys on
+        the words that matter rather than on whole memorized sentences."""
+        if self.rng.random() < 0.3:
+            text = self.rng.choice(INTERJECTIONS[self.lang]) + " " + text
+        if self.rng.random() < 0.3:
+            text = text.rstrip("!?.~") + self.rng.choice(ENDINGS[self.lang])
+        if self.lang == "en" and self.rng.random() < 0.15:
+            text = text[:1].upper() + text[1:]
+        return text
 
     def _wall(self, instant: datetime) -> str:
         return instant.astimezone(self.zone).replace(tzinfo=None).isoformat(timespec="minutes")

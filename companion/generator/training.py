@@ -30,6 +30,11 @@ class TrainConfig:
     weight_decay: float = 0.01
     seed: int = 0
     log_every: int = 25
+    # Weight of the prompt tokens' next-token loss relative to the completion's. 0 (the LoRA
+    # default) trains on the completion only. Building from scratch uses a small weight: every
+    # earlier turn's time is a free lesson in copying and advancing the clock, which the reply's
+    # time needs, and it costs no extra compute.
+    prompt_weight: float = 0.0
 
 
 def encode_example(
@@ -74,6 +79,19 @@ def _collate(
     }
 
 
+def _weighted_loss(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], prompt_weight: float
+) -> torch.Tensor:
+    """Next-token loss over prompt and completion, the prompt's tokens weighted by ``prompt_weight``."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    targets = batch["input_ids"][:, 1:]
+    completion = batch["labels"][:, 1:] != IGNORE
+    present = batch["attention_mask"][:, 1:] == 1
+    weights = torch.where(completion, 1.0, torch.where(present, prompt_weight, 0.0))
+    losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    return (losses * weights).sum() / weights.sum()
+
+
 def train_loop(
     model: torch.nn.Module,
     examples: Sequence[tuple[list[int], list[int]]],
@@ -105,7 +123,11 @@ def train_loop(
         if not queue:
             queue = _batches(lengths, config.batch_size, rng)
         batch = _collate([examples[i] for i in queue.pop()], pad_id, device)
-        loss = model(**batch).loss
+        loss = (
+            _weighted_loss(model, batch, config.prompt_weight)
+            if config.prompt_weight
+            else model(**batch).loss
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
