@@ -1,8 +1,11 @@
 """Pushes to the sockets of a conversation through the Redis channel layer.
 
 Synchronous on purpose: services call them from ``transaction.on_commit`` and Celery tasks
-call them directly. A push is a notification, never the delivery itself: a client that
-missed one re-syncs with ``?after=<last id>`` (REST or the socket's replay).
+call them directly. The socket consumer, already on an event loop, awaits
+:func:`abroadcast_message` instead of blocking a database thread on a loop round trip.
+
+A push is a notification, never the delivery itself: a client that missed one re-syncs
+with ``?after=<last id>`` (REST or the socket's replay).
 
 Every push is a group message ``{"type": "chat.event", "event": <client event>}``; the
 consumer forwards ``event`` unchanged, so the event shapes are defined only here.
