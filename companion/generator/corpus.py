@@ -151,6 +151,63 @@ CHAT = {
     ],
 }
 
+# Open-ended chat, composed from a template and a topic (both split train/held-out), so the
+# instant class is lexically wide: a model learns "instant unless a delay cue" instead of a closed
+# list of instant sentences.
+TOPIC_TEMPLATES = {
+    "en": [
+        "do you like {t}?",
+        "what do you think about {t}?",
+        "I love {t}",
+        "{t} is so good",
+        "I can't stop thinking about {t}",
+        "tell me about {t}",
+        "have you heard about {t}?",
+        "I'm obsessed with {t} lately",
+        "{t} made me laugh today",
+        "ugh {t} again",
+        "do you know anything about {t}?",
+        "let's talk about {t}",
+    ],
+    "ko": [
+        "{t} 좋아해?",
+        "{t} 어떻게 생각해?",
+        "나 {t} 완전 좋아",
+        "{t} 진짜 좋다",
+        "{t} 생각이 계속 나",
+        "{t} 얘기 해줘",
+        "{t} 들어봤어?",
+        "요즘 {t}에 빠졌어",
+        "{t} 때문에 웃겼어",
+        "아 또 {t}",
+        "{t} 알아?",
+        "{t} 얘기하자",
+    ],
+}
+TOPICS = {
+    "en": [
+        "music", "movies", "cats", "dogs", "coffee", "the weather", "my new phone", "this song",
+        "the game last night", "my sister", "my boss", "pizza", "books", "anime", "the beach",
+        "my homework", "summer", "winter", "basketball", "k-pop", "my hair", "this show",
+        "bubble tea", "my plants",
+    ],
+    "ko": [
+        "노래", "영화", "고양이", "강아지", "커피", "날씨", "새 폰", "이 노래", "어제 경기", "우리 언니",
+        "우리 팀장님", "피자", "책", "애니", "바다", "숙제", "여름", "겨울", "농구", "케이팝", "머리",
+        "이 드라마", "버블티", "화분",
+    ],
+}  # fmt: skip
+TOPIC_REPLIES = {
+    "en": [
+        "haha really? tell me more!",
+        "ooh I like that too",
+        "hmm interesting!",
+        "wait, why?",
+        "same!! haha",
+    ],
+    "ko": ["오 진짜? 더 말해줘!", "나도 그거 좋아", "오 신기하다!", "헐 왜?", "나도!! ㅋㅋ"],
+}
+
 COMPLAINTS = {
     "en": [
         "why are you so slow?",
@@ -447,7 +504,7 @@ ENDINGS = {
 }
 
 SCENARIO_WEIGHTS = {
-    "chat": 30,
+    "chat": 34,
     "complaint": 8,
     "busy": 20,
     "good_night": 8,
@@ -558,7 +615,10 @@ def _morning(writer: _Writer) -> datetime:
 def _chat(w: _Writer) -> dict[str, Any]:
     w.start(0, 24)
     w.small_talk()
-    message, replies = w.pick(CHAT)
+    if w.rng.random() < 0.5:
+        message, replies = w.pick(CHAT)
+    else:
+        message, replies = w.pick(TOPIC_TEMPLATES).format(t=w.pick(TOPICS)), TOPIC_REPLIES[w.lang]
     w.say("person", w.fill(message))
     return w.example("chat", w.now, w.rng.choice(replies))
 
