@@ -88,6 +88,17 @@ REDIS_URL = env("REDIS_URL", default="") or embedded.ensure_redis(DATA_DIR)
 DATABASES = {"default": embedded.database_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A psycopg connection pool for the web (ASGI) process, where every socket event may run on
+# another thread so per-thread persistent connections are not reused (a new connection per
+# message was the largest cost in bench/ws_ingest.py). Celery's prefork workers keep it off:
+# a pool and its threads must not cross a fork. `make run` and docker-compose set it for web.
+if env.bool("DATABASE_POOL", default=False):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django requires it with a pool
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {
@@ -98,9 +109,12 @@ CACHES = {
     }
 }
 
+# Pub/sub layer: a push is a notification (clients re-sync with ?after=), so dropping one for a
+# socket that is gone is fine, and it reaches consumers about 10x sooner under load than the
+# list-polling core layer (bench/ws_ingest.py).
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": "companion-asgi"},
     }
 }

@@ -66,12 +66,12 @@ def _pump(name: str, stream: IO[bytes]) -> None:
         sys.stdout.flush()
 
 
-def _start(name: str, args: Sequence[str]) -> Child:
+def _start(name: str, args: Sequence[str], *, extra_env: dict[str, str] | None = None) -> Child:
     popen = subprocess.Popen(
         list(args),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=dict(os.environ),
+        env={**os.environ, **(extra_env or {})},
         start_new_session=True,  # Ctrl-C reaches us; we decide how children stop
     )
     assert popen.stdout is not None
@@ -100,7 +100,11 @@ def main() -> int:
     port = os.environ.get("COMPANION_PORT", "8000")
     python = sys.executable
     children = [
-        _start("web", [python, "-m", "daphne", "-b", host, "-p", port, "companion.asgi:application"]),
+        _start(
+            "web",
+            [python, "-m", "daphne", "-b", host, "-p", port, "companion.asgi:application"],
+            extra_env={"DATABASE_POOL": os.environ.get("DATABASE_POOL", "1")},
+        ),
         _start(
             "worker",
             [

@@ -137,7 +137,7 @@ def live_asgi_server(django_db_setup, tmp_path_factory) -> Iterator[str]:
         "daphne",
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "companion.asgi:application"],
         log_dir=tmp_path_factory.mktemp("daphne"),
-        env=subprocess_environment(),
+        env={**subprocess_environment(), "DATABASE_POOL": "1"},  # as make run / compose run web
     )
     base_url = f"http://127.0.0.1:{port}"
     wait_until_ready(child, lambda: _http_answers(f"{base_url}/admin/login/"), what="daphne")

@@ -16,7 +16,7 @@ def test_database_is_real_postgresql() -> None:
 
 
 def test_channel_layer_and_cache_use_real_redis() -> None:
-    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.set("engine-check", "pong")
     assert client.get("engine-check") == b"pong"

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.utils import timezone
@@ -48,18 +47,24 @@ def pending_reply(
 
 
 class GroupListener:
-    """A real Redis channel-layer channel in the conversation's group."""
+    """A real Redis channel-layer channel in the conversation's group.
+
+    The pub/sub layer keeps channels per process and per event loop, so the listener owns one
+    loop, in a thread of its own, for its whole life (a consumer does the same in daphne).
+    """
 
     def __init__(self, conversation_id: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.layer = get_channel_layer()
-        self.channel = async_to_sync(self.layer.new_channel)()
-        async_to_sync(self.layer.group_add)(realtime.conversation_group(conversation_id), self.channel)
+        self.channel = self._run(self.layer.new_channel())
+        self._run(self.layer.group_add(realtime.conversation_group(conversation_id), self.channel))
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
 
     def next_event(self) -> dict[str, Any]:
-        async def receive() -> dict[str, Any]:
-            return await asyncio.wait_for(self.layer.receive(self.channel), timeout=5)
-
-        return async_to_sync(receive)()["event"]
+        return self._run(asyncio.wait_for(self.layer.receive(self.channel), timeout=5))["event"]
 
 
 @pytest.mark.django_db(transaction=True)
