@@ -174,6 +174,9 @@ def prepare_engines(conn_max_age: int) -> dict[str, str]:
         {
             "DJANGO_SETTINGS_MODULE": "companion.settings",
             "DATABASE_CONN_MAX_AGE": str(conn_max_age),
+            # The web process runs with a connection pool under make run and docker-compose;
+            # DATABASE_POOL=0 measures it without (then --conn-max-age applies).
+            "DATABASE_POOL": os.environ.get("DATABASE_POOL", "1"),
             "LOG_LEVEL": "WARNING",
         }
     )
