@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
+from django.test import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -29,6 +34,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     uses_browser = [item for item in items if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ()))]
     items[:] = [item for item in items if item not in uses_browser] + uses_browser
+
+
+@dataclass(frozen=True)
+class ModelBuild:
+    path: Path
+    output: str
+
+
+@pytest.fixture(scope="session")
+def tiny_model_build(tmp_path_factory: pytest.TempPathFactory) -> ModelBuild:
+    """Our own generator, the "tiny" preset, built once per run the way `make run` builds one.
+
+    Built by ``manage.py ensure_generator_model --preset tiny`` (seeded: the same weights every
+    run); the generator, scheduling and labeling tests all load this one directory.
+    """
+    target = tmp_path_factory.mktemp("generator") / "tiny"
+    out = StringIO()
+    with override_settings(GENERATOR_MODEL_DIR=target):
+        call_command("ensure_generator_model", "--preset", "tiny", stdout=out)
+    return ModelBuild(path=target, output=out.getvalue())
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model_build: ModelBuild) -> Path:
+    return tiny_model_build.path
 
 
 @pytest.fixture

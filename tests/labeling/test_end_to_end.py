@@ -22,7 +22,6 @@ from chat.models import Message
 from companion.generator import (
     ReplyGenerator,
     SamplingConfig,
-    build_default_model,
     render_training_example,
     train_lora,
 )
@@ -73,7 +72,7 @@ def planted(companion, number: int, phrase: str, opener: str = "점심 뭐 먹�
 
 
 def test_labels_teach_the_tiny_model_to_wait(
-    companion, staff_user, reviewer, tmp_path: Path, one_thread
+    companion, staff_user, reviewer, tmp_path: Path, one_thread, tiny_model_dir: Path
 ) -> None:
     # Given planted trigger conversations, and one more that nobody labels (the probe)
     for number, phrase in enumerate(PHRASES):
@@ -108,7 +107,7 @@ def test_labels_teach_the_tiny_model_to_wait(
     assert len(out.read_text().splitlines()) == 8
 
     # And the tiny model is LoRA-trained for a few seconds, on the labels and (control) on the raw logs
-    base = build_default_model(tmp_path / "base", preset="tiny", seed=0, evaluate_held_out=False)
+    base = tiny_model_dir  # the suite's tiny build (seed 0), never written to
     labelled = train_lora(out, base_dir=base, out_dir=tmp_path / "labelled", **LORA)
     control = train_lora(raw_rows, base_dir=base, out_dir=tmp_path / "control", **LORA)
 

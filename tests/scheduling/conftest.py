@@ -8,59 +8,21 @@ real model built once per run with ``build_default_model(tmp, preset="tiny")``.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from io import StringIO
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
-from django.test import override_settings
 
 from chat.models import Conversation, Message
 from chat.services import message_post
 from companion.generator import Dialogue, GeneratedReply
 from scheduling.models import ScheduledReply
-
-
-@dataclass(frozen=True)
-class ModelBuild:
-    path: Path
-    output: str
-
-
-@pytest.fixture(scope="session")
-def tiny_model_build(tmp_path_factory) -> ModelBuild:
-    """A real generator model, the tiny preset, built once per test run by ``ensure_generator_model``.
-
-    ``TINY_GENERATOR_MODEL_DIR`` may name one built earlier by ``build_default_model(preset="tiny")``
-    (local iteration only; the suite builds its own).
-    """
-    prebuilt = os.environ.get("TINY_GENERATOR_MODEL_DIR")
-    if prebuilt and (Path(prebuilt) / "config.json").is_file():
-        lines = [
-            f"building the tiny generator model into {prebuilt} (first start only)",
-            "  (prebuilt)",
-            f"generator model ready: {prebuilt}",
-        ]
-        return ModelBuild(path=Path(prebuilt), output="\n".join(lines) + "\n")
-    target = tmp_path_factory.mktemp("generator") / "tiny"
-    out = StringIO()
-    with override_settings(GENERATOR_MODEL_DIR=target):
-        call_command("ensure_generator_model", "--preset", "tiny", stdout=out)
-    return ModelBuild(path=target, output=out.getvalue())
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tiny_model_build) -> Path:
-    return tiny_model_build.path
 
 
 @pytest.fixture
