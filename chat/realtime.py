@@ -4,6 +4,11 @@ Synchronous on purpose: services call them from ``transaction.on_commit`` and Ce
 call them directly. The socket consumer, already on an event loop, awaits
 :func:`abroadcast_message` instead of blocking a database thread on a loop round trip.
 
+Synchronous pushes run on one long-lived event loop per process (a daemon thread, started on
+first use and again after a fork). The pub/sub layer keeps its Redis connection per event
+loop, so ``async_to_sync`` per push paid for a thread, a loop and a new Redis connection every
+time; that was most of the dispatcher's time per delivered reply.
+
 A push is a notification, never the delivery itself: a client that missed one re-syncs
 with ``?after=<last id>`` (REST or the socket's replay).
 
@@ -13,10 +18,13 @@ consumer forwards ``event`` unchanged, so the event shapes are defined only here
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from chat.serializers import message_payload
@@ -25,6 +33,10 @@ if TYPE_CHECKING:
     from chat.models import Message
 
 logger = logging.getLogger(__name__)
+
+# Long enough for a Redis that is slow to answer, short enough that a dead one cannot hold a
+# Celery task or a request thread for good (the caller logs the error; a push is a notification).
+PUSH_TIMEOUT_SECONDS = 10.0
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -52,8 +64,56 @@ async def _apush(conversation_id: int, event: dict[str, Any]) -> None:
     await channel_layer.group_send(conversation_group(conversation_id), group_message)
 
 
+class _PushLoop:
+    """The process's event loop for synchronous pushes, in a daemon thread; one per process id.
+
+    A forked child (a Celery prefork worker) inherits the object but not the thread, so the
+    loop is keyed by ``os.getpid()`` and started anew in the child; the parent's loop and its
+    Redis connection are left alone (closing them there would touch the parent's socket).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # One attribute, so a reader never sees the loop of one start with the pid of another.
+        self._current: tuple[int, asyncio.AbstractEventLoop, threading.Thread] | None = None
+
+    def after_fork_in_child(self) -> None:
+        # A thread of the parent may have held the lock at the fork: it would never be released here.
+        self._lock = threading.Lock()
+        self._current = None
+
+    def _started(self) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+        current = self._current
+        if current is None or current[0] != os.getpid() or not current[2].is_alive():
+            with self._lock:
+                current = self._current
+                if current is None or current[0] != os.getpid() or not current[2].is_alive():
+                    loop = asyncio.new_event_loop()
+                    thread = threading.Thread(target=loop.run_forever, name="chat-realtime-push", daemon=True)
+                    thread.start()
+                    current = self._current = (os.getpid(), loop, thread)
+        return current[1], current[2]
+
+    def run(self, coroutine: Coroutine[Any, Any, None], *, timeout: float) -> None:
+        """Run ``coroutine`` on the loop and wait for it; its exception, or ``TimeoutError``, is raised."""
+        loop, thread = self._started()
+        if threading.current_thread() is thread:
+            coroutine.close()
+            raise RuntimeError("a synchronous push cannot wait on its own loop; await _apush there")
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        try:
+            future.result(timeout=timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+
+_push_loop = _PushLoop()
+os.register_at_fork(after_in_child=_push_loop.after_fork_in_child)
+
+
 def _push(conversation_id: int, event: dict[str, Any]) -> None:
-    async_to_sync(_apush)(conversation_id, event)
+    _push_loop.run(_apush(conversation_id, event), timeout=PUSH_TIMEOUT_SECONDS)
 
 
 def broadcast_message(message: Message) -> None:

@@ -11,7 +11,8 @@ Celery message is a wake-up that may be lost or arrive twice:
   person message; otherwise the row is recorded ``superseded``;
 * :func:`reply_deliver` and :func:`due_replies_dispatch` claim due rows with
   ``SELECT ... FOR UPDATE OF reply, conversation SKIP LOCKED`` and, in one transaction,
-  create the chat message (unique ``scheduled_reply_id``) and mark the row ``sent``.
+  create the chat messages (one INSERT per claimed batch; ``scheduled_reply_id`` is unique)
+  and mark the rows ``sent`` (one UPDATE, conditional on ``pending``).
 
 Lock order: the conversation row, then reply rows. ``message_post`` takes the conversation
 lock before it cancels; delivery locks the reply and its conversation in one statement and
@@ -30,13 +31,13 @@ from typing import Any, NamedTuple
 
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from chat import realtime
 from chat.models import Conversation, Message
 from chat.services import DuplicateScheduledReply, companion_message_create, conversation_mark_read
-from chat.text_rules import ChatInputInvalid
+from chat.text_rules import ChatInputInvalid, validate_message_text
 from scheduling import conf, safety
 from scheduling.generation import ReplySource, dialogue_for, reply_source
 from scheduling.guard_rules import (
@@ -448,7 +449,11 @@ def _claimable() -> Any:
 
 
 def _deliver_locked(reply: ScheduledReply, *, now: datetime) -> bool:
-    """Create the message and mark the row sent; the caller holds the reply and conversation locks."""
+    """Create the message and mark the row sent; the caller holds the reply and conversation locks.
+
+    The one-row path, through chat's ``companion_message_create``: :func:`_deliver_claimed`
+    falls back to it when its bulk insert meets an existing message.
+    """
     try:
         message = companion_message_create(
             conversation=reply.conversation, text=reply.text, scheduled_reply_id=reply.pk
@@ -461,14 +466,74 @@ def _deliver_locked(reply: ScheduledReply, *, now: datetime) -> bool:
         )
         return False
     except ChatInputInvalid as exc:
-        ScheduledReply.objects.filter(pk=reply.pk).update(
-            state=State.FAILED, outcome_reason=f"chat refused the text: {exc}"
-        )
+        _mark_refused(reply, exc)
         return False
     ScheduledReply.objects.filter(pk=reply.pk, state=State.PENDING).update(
         state=State.SENT, sent_at=now, message_id=message.pk
     )
     return True
+
+
+def _mark_refused(reply: ScheduledReply, exc: ChatInputInvalid) -> None:
+    ScheduledReply.objects.filter(pk=reply.pk).update(
+        state=State.FAILED, outcome_reason=f"chat refused the text: {exc}"
+    )
+
+
+class DeliveryConflict(RuntimeError):
+    """A claimed row stopped being pending under our lock: a writer bypassed it; the batch rolls back."""
+
+
+def _deliver_claimed(replies: list[ScheduledReply], *, now: datetime) -> int:
+    """Deliver claimed rows in four statements however many there are; return how many this call sent.
+
+    The caller's transaction holds every row's reply and conversation locks (one claim
+    statement). Each text goes through chat's ``validate_message_text`` first: a refused one
+    marks its row ``failed`` and the others still go out. Then one INSERT, in a savepoint,
+    creates the messages (``scheduled_reply_id`` is unique: a message that already exists sends
+    the batch through the one-row path, which records it), and one UPDATE, conditional on
+    ``pending``, marks the rows sent with their message ids. ``message.created`` is pushed for
+    each message after commit.
+    """
+    deliverable: list[tuple[ScheduledReply, str]] = []
+    for reply in replies:
+        try:
+            deliverable.append((reply, validate_message_text(reply.text)))
+        except ChatInputInvalid as exc:
+            _mark_refused(reply, exc)
+    if not deliverable:
+        return 0
+    try:
+        with transaction.atomic():
+            messages = Message.objects.bulk_create(
+                [
+                    Message(
+                        conversation_id=reply.conversation_id,
+                        role=Message.Role.COMPANION,
+                        text=text,
+                        scheduled_reply_id=reply.pk,
+                    )
+                    for reply, text in deliverable
+                ]
+            )
+    except IntegrityError:
+        return sum(_deliver_locked(reply, now=now) for reply, _ in deliverable)
+    sent = ScheduledReply.objects.filter(
+        pk__in=[reply.pk for reply, _ in deliverable], state=State.PENDING
+    ).update(
+        state=State.SENT,
+        sent_at=now,
+        message_id=Subquery(Message.objects.filter(scheduled_reply_id=OuterRef("pk")).values("id")),
+    )
+    if sent != len(messages):
+        # Unreachable while every writer locks or checks the state: better no delivery than a
+        # message for a row that is not sent.
+        raise DeliveryConflict(
+            f"{len(messages) - sent} of {len(messages)} claimed replies stopped being pending"
+        )
+    for message in messages:
+        transaction.on_commit(partial(realtime.broadcast_message, message), robust=True)
+    return sent
 
 
 def reply_deliver(*, reply_id: int, now: datetime | None = None) -> bool:
@@ -478,7 +543,7 @@ def reply_deliver(*, reply_id: int, now: datetime | None = None) -> bool:
         reply = _claimable().filter(pk=reply_id, state=State.PENDING, due_at__lte=now).first()
         if reply is None:
             return False
-        return _deliver_locked(reply, now=now)
+        return _deliver_claimed([reply], now=now) == 1
 
 
 class WakeOutcome(NamedTuple):
@@ -550,7 +615,7 @@ def due_replies_dispatch(
             batch = list(
                 _claimable().filter(state=State.PENDING, due_at__lte=current).order_by("due_at")[:batch_size]
             )
-            delivered += sum(_deliver_locked(reply, now=current) for reply in batch)
+            delivered += _deliver_claimed(batch, now=current)
         if len(batch) < batch_size or time.monotonic() - started > budget:
             break
     current = now or timezone.now()

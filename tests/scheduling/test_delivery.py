@@ -7,7 +7,10 @@ under test is what the wake-ups, the dispatcher and the person's messages do to 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
+import time
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -262,3 +265,143 @@ def test_ten_duplicate_wakeups_at_once_make_one_message(conversation, purged_bro
     assert results.count("delivered") == 1
     assert len(results) == 10
     connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatched_batch_with_one_refused_text_delivers_the_others_and_fails_that_one(person):
+    # given: three due replies in three conversations, the middle one's text refused by chat
+    from tests.factories import ConversationFactory
+
+    now = timezone.now()
+    conversations = [ConversationFactory(person=person) for _ in range(3)]
+    texts = ["back~", "   ", "  see you\r\nsoon  "]
+    replies = [
+        pending_reply(c, due_at=now - (3 - i) * SECOND, text=text)
+        for i, (c, text) in enumerate(zip(conversations, texts, strict=True))
+    ]
+    listeners = [GroupListener(c.pk) for c in conversations]
+    # when
+    report = due_replies_dispatch(now=now)
+    # then: one INSERT for two messages, the refused row failed with chat's reason
+    assert report.delivered == 2
+    for reply in replies:
+        reply.refresh_from_db()
+    sent, refused, normalized = replies
+    assert (sent.state, refused.state, normalized.state) == (State.SENT, State.FAILED, State.SENT)
+    assert refused.outcome_reason == "chat refused the text: The message is empty."
+    assert (refused.sent_at, refused.message_id, delivered_messages(refused)) == (None, None, [])
+    for reply, text in ((sent, "back~"), (normalized, "see you\nsoon")):
+        [message] = delivered_messages(reply)
+        assert (reply.message_id, reply.sent_at, message.text, message.role, message.conversation_id) == (
+            message.pk,
+            now,
+            text,
+            "companion",
+            reply.conversation_id,
+        )
+        event = listeners[replies.index(reply)].next_event()
+        assert (event["type"], event["message"]["id"], event["message"]["text"]) == (
+            "message.created",
+            message.pk,
+            text,
+        )
+
+
+@pytest.mark.django_db
+def test_a_batch_meeting_an_existing_message_records_it_and_still_delivers_the_rest(person):
+    # given: a writer that bypassed the state check already stored the first reply's message
+    from tests.factories import ConversationFactory
+
+    now = timezone.now()
+    first, second = (
+        pending_reply(ConversationFactory(person=person), due_at=now - 2 * SECOND),
+        pending_reply(ConversationFactory(person=person), due_at=now - SECOND),
+    )
+    existing = MessageFactory(
+        conversation=first.conversation,
+        role=Message.Role.COMPANION,
+        text="back~",
+        scheduled_reply_id=first.pk,
+    )
+    # when
+    report = due_replies_dispatch(now=now)
+    # then: no second message; the first row points at the existing one, the second is delivered
+    assert report.delivered == 1
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.state, first.message_id, delivered_messages(first)) == (State.SENT, existing.pk, [existing])
+    [message] = delivered_messages(second)
+    assert (second.state, second.message_id) == (State.SENT, message.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_race_person_message_against_a_dispatched_batch_200_rounds(conversation, person, purged_broker):
+    """The batch path under the same race: sent with one message, or cancelled with none."""
+    from tests.factories import ConversationFactory
+
+    other = ConversationFactory(person=person)
+    outcomes: Counter[str] = Counter()
+    threads = LockstepThreads(2)
+    try:
+        for round_number in range(200):
+            # given: a due reply in the person's conversation and one in another conversation
+            reply = pending_reply(conversation, due_at=timezone.now() - SECOND)
+            bystander = pending_reply(other, due_at=timezone.now() - SECOND)
+            # when: the person's message and a dispatcher run are released together
+            threads.run_round(
+                lambda n=round_number: message_post(
+                    conversation=conversation, author=person, text=f"batch round {n}", client_id=f"b{n}"
+                ),
+                due_replies_dispatch,
+            )
+            # then
+            assert threads.errors == []
+            reply.refresh_from_db()
+            messages = delivered_messages(reply)
+            if reply.state == State.SENT:
+                assert [m.pk for m in messages] == [reply.message_id]
+            else:
+                assert (reply.state, messages) == (State.CANCELLED, [])
+            outcomes[reply.state] += 1
+            bystander.refresh_from_db()
+            assert [m.pk for m in delivered_messages(bystander)] == [bystander.message_id]
+            assert bystander.state == State.SENT
+    finally:
+        threads.stop()
+    assert outcomes[State.SENT] + outcomes[State.CANCELLED] == 200
+    print(f"batch race outcomes: {dict(outcomes)}")
+
+
+@pytest.mark.django_db
+def test_synchronous_pushes_share_one_loop_and_a_forked_worker_starts_its_own(conversation):
+    # given: pushes from this process (a Celery prefork parent would have made some before forking)
+    listener = GroupListener(conversation.pk)
+    realtime.broadcast_typing(conversation_id=conversation.pk, role="companion", is_typing=True)
+    loop = realtime._push_loop._started()
+    realtime.broadcast_typing(conversation_id=conversation.pk, role="companion", is_typing=False)
+    assert realtime._push_loop._started() == loop
+    assert [listener.next_event(), listener.next_event()] == [
+        {"type": "typing", "role": "companion", "is_typing": True},
+        {"type": "typing", "role": "companion", "is_typing": False},
+    ]
+    # when: a forked child pushes (the parent's loop thread does not exist there)
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            realtime.broadcast_read(conversation_id=conversation.pk, role="person", up_to=7)
+            code = 0 if realtime._push_loop._started()[1] is not loop[1] else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 20
+    while (waited := os.waitpid(child, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if waited == (0, 0):
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    # then: the child's push arrived through its own loop; the parent's loop still works
+    assert os.waitstatus_to_exitcode(waited[1]) == 0
+    assert listener.next_event() == {"type": "read", "role": "person", "up_to": 7}
+    realtime.broadcast_read(conversation_id=conversation.pk, role="person", up_to=8)
+    assert listener.next_event() == {"type": "read", "role": "person", "up_to": 8}
+    assert realtime._push_loop._started() == loop
