@@ -22,7 +22,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from channels.layers import get_channel_layer
@@ -119,6 +119,22 @@ def _push(conversation_id: int, event: dict[str, Any]) -> None:
 def broadcast_message(message: Message) -> None:
     """Send ``message.created`` to every socket of the message's conversation."""
     _push(message.conversation_id, message_created_event(message))
+
+
+def broadcast_messages(messages: Sequence[Message]) -> None:
+    """:func:`broadcast_message` for each message, in order, in one hand-off to the push loop.
+
+    For a delivery batch: one failed push is logged and the rest still go out (a push is a
+    notification). The whole batch gets one :data:`PUSH_TIMEOUT_SECONDS`, so a dead Redis
+    holds the caller that long, not that long per message.
+    """
+    if messages:
+        _push_loop.run(_apush_each(messages), timeout=PUSH_TIMEOUT_SECONDS)
+
+
+async def _apush_each(messages: Sequence[Message]) -> None:
+    for message in messages:
+        await abroadcast_message(message)
 
 
 async def abroadcast_message(message: Message) -> None:

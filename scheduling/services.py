@@ -443,9 +443,13 @@ def reply_plan(
 
 
 def _claimable() -> Any:
-    return ScheduledReply.objects.select_for_update(
-        skip_locked=True, of=("self", "conversation")
-    ).select_related("conversation")
+    # Delivery reads only these columns; the rest (the plan's JSON records, the conversation's
+    # fields) would be fetched and parsed for every claimed row for nothing.
+    return (
+        ScheduledReply.objects.select_for_update(skip_locked=True, of=("self", "conversation"))
+        .select_related("conversation")
+        .only("id", "conversation_id", "text", "conversation__id")
+    )
 
 
 def _deliver_locked(reply: ScheduledReply, *, now: datetime) -> bool:
@@ -493,7 +497,7 @@ def _deliver_claimed(replies: list[ScheduledReply], *, now: datetime) -> int:
     creates the messages (``scheduled_reply_id`` is unique: a message that already exists sends
     the batch through the one-row path, which records it), and one UPDATE, conditional on
     ``pending``, marks the rows sent with their message ids. ``message.created`` is pushed for
-    each message after commit.
+    each message after commit, the batch in one hand-off to the push loop.
     """
     deliverable: list[tuple[ScheduledReply, str]] = []
     for reply in replies:
@@ -531,8 +535,7 @@ def _deliver_claimed(replies: list[ScheduledReply], *, now: datetime) -> int:
         raise DeliveryConflict(
             f"{len(messages) - sent} of {len(messages)} claimed replies stopped being pending"
         )
-    for message in messages:
-        transaction.on_commit(partial(realtime.broadcast_message, message), robust=True)
+    transaction.on_commit(partial(realtime.broadcast_messages, messages), robust=True)
     return sent
 
 
