@@ -36,6 +36,10 @@ def _say(message: str) -> None:
 
 
 def _set_threads(threads: int | None) -> None:
+    """Set torch's CPU threads; also silences transformers' progress bars (noise for a 4 MB model)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
     if threads:
         import torch
 
