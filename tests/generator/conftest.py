@@ -1,16 +1,15 @@
-"""Fixtures for the generator tests: one tiny model built per run, and a foreign tokenizer.
+"""Fixtures for the generator tests: a foreign tokenizer and corpus texts.
 
-Building the "tiny" preset takes seconds; it is built once per session into a temporary
-folder. The foreign tokenizer is a SentencePiece-style BPE (``▁`` for spaces, byte fallback,
-digits merged freely) built with the ``tokenizers`` library, so the constraint is exercised on a
-vocabulary unlike ours without downloading anything.
+The tiny model (``tiny_model_dir``) is the suite-wide build of tests/conftest.py. The foreign
+tokenizer is a SentencePiece-style BPE (``▁`` for spaces, byte fallback, digits merged freely)
+built with the ``tokenizers`` library, so the constraint is exercised on a vocabulary unlike
+ours without downloading anything.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -30,15 +29,6 @@ def _lean_torch() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from companion.generator import build_default_model
-
-    return build_default_model(
-        tmp_path_factory.mktemp("tiny") / "model", preset="tiny", seed=0, evaluate_held_out=False
-    )
 
 
 @pytest.fixture(scope="session")
