@@ -12,7 +12,8 @@ entirely after it (and sees that its trigger is no longer the latest person mess
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 from django.contrib.auth import get_user_model
@@ -146,6 +147,47 @@ def companion_message_create(
         raise
     transaction.on_commit(partial(realtime.broadcast_message, message), robust=True)
     return message
+
+
+@dataclass(frozen=True)
+class CompanionDelivery:
+    """One companion message to store for one scheduled reply (see companion_messages_create)."""
+
+    conversation_id: int
+    scheduled_reply_id: int
+    text: str
+
+
+def companion_messages_create(*, deliveries: Sequence[CompanionDelivery]) -> list[Message]:
+    """Store several companion messages with one INSERT; broadcast them once the caller commits.
+
+    The batch form of :func:`companion_message_create`, for scheduling's dispatcher: the caller's
+    transaction holds the locks. Every text goes through ``validate_message_text`` (raises
+    ``MessageTextInvalid``; nothing is stored then). If any ``scheduled_reply_id`` already has a
+    message, ``DuplicateScheduledReply`` is raised, nothing of the batch is stored, and the
+    caller's transaction stays usable (the insert ran in a savepoint).
+    """
+    rows = [
+        Message(
+            conversation_id=delivery.conversation_id,
+            role=Message.Role.COMPANION,
+            text=validate_message_text(delivery.text),
+            scheduled_reply_id=delivery.scheduled_reply_id,
+        )
+        for delivery in deliveries
+    ]
+    if not rows:
+        return []
+    try:
+        with transaction.atomic():
+            messages = Message.objects.bulk_create(rows)
+    except IntegrityError as exc:
+        raise DuplicateScheduledReply(
+            "A message already exists for one of scheduled replies "
+            f"{sorted(delivery.scheduled_reply_id for delivery in deliveries)}."
+        ) from exc
+    transaction.on_commit(partial(realtime.broadcast_messages, messages), robust=True)
+    return messages
 
 
 _READ_FIELDS = {

@@ -36,7 +36,13 @@ from django.utils import timezone
 
 from chat import realtime
 from chat.models import Conversation, Message
-from chat.services import DuplicateScheduledReply, companion_message_create, conversation_mark_read
+from chat.services import (
+    CompanionDelivery,
+    DuplicateScheduledReply,
+    companion_message_create,
+    companion_messages_create,
+    conversation_mark_read,
+)
 from chat.text_rules import ChatInputInvalid, validate_message_text
 from scheduling import conf, safety
 from scheduling.generation import ReplySource, dialogue_for, reply_source
@@ -493,11 +499,11 @@ def _deliver_claimed(replies: list[ScheduledReply], *, now: datetime) -> int:
 
     The caller's transaction holds every row's reply and conversation locks (one claim
     statement). Each text goes through chat's ``validate_message_text`` first: a refused one
-    marks its row ``failed`` and the others still go out. Then one INSERT, in a savepoint,
-    creates the messages (``scheduled_reply_id`` is unique: a message that already exists sends
-    the batch through the one-row path, which records it), and one UPDATE, conditional on
-    ``pending``, marks the rows sent with their message ids. ``message.created`` is pushed for
-    each message after commit, the batch in one hand-off to the push loop.
+    marks its row ``failed`` and the others still go out. Then chat's ``companion_messages_create``
+    stores the messages with one INSERT in a savepoint (``scheduled_reply_id`` is unique: a
+    message that already exists sends the batch through the one-row path, which records it) and
+    pushes ``message.created`` after commit; one UPDATE, conditional on ``pending``, marks the
+    rows sent with their message ids.
     """
     deliverable: list[tuple[ScheduledReply, str]] = []
     for reply in replies:
@@ -508,19 +514,15 @@ def _deliver_claimed(replies: list[ScheduledReply], *, now: datetime) -> int:
     if not deliverable:
         return 0
     try:
-        with transaction.atomic():
-            messages = Message.objects.bulk_create(
-                [
-                    Message(
-                        conversation_id=reply.conversation_id,
-                        role=Message.Role.COMPANION,
-                        text=text,
-                        scheduled_reply_id=reply.pk,
-                    )
-                    for reply, text in deliverable
-                ]
-            )
-    except IntegrityError:
+        messages = companion_messages_create(
+            deliveries=[
+                CompanionDelivery(
+                    conversation_id=reply.conversation_id, scheduled_reply_id=reply.pk, text=text
+                )
+                for reply, text in deliverable
+            ]
+        )
+    except DuplicateScheduledReply:
         return sum(_deliver_locked(reply, now=now) for reply, _ in deliverable)
     sent = ScheduledReply.objects.filter(
         pk__in=[reply.pk for reply, _ in deliverable], state=State.PENDING
@@ -535,7 +537,6 @@ def _deliver_claimed(replies: list[ScheduledReply], *, now: datetime) -> int:
         raise DeliveryConflict(
             f"{len(messages) - sent} of {len(messages)} claimed replies stopped being pending"
         )
-    transaction.on_commit(partial(realtime.broadcast_messages, messages), robust=True)
     return sent
 
 
