@@ -215,12 +215,13 @@ GENERATOR_MODEL_DIR = Path(env("GENERATOR_MODEL_DIR", default=str(DATA_DIR / "mo
 # Compresses every reply delay (0.01 makes 30 minutes pass in 18 seconds) for demos and tests.
 REPLY_TIME_SCALE = env.float("REPLY_TIME_SCALE", default=1.0)
 
-# The reply loop (scheduling/conf.py documents each; its defaults apply to the rest).
-SCHEDULING_REPLY_SOURCE = env("SCHEDULING_REPLY_SOURCE", default="scheduling.generation.default_reply_source")
-SCHEDULING_PLAN_DEBOUNCE_SECONDS = env.float("SCHEDULING_PLAN_DEBOUNCE_SECONDS", default=2.0)
-SCHEDULING_DIALOGUE_MESSAGES = env.int("SCHEDULING_DIALOGUE_MESSAGES", default=20)
-SCHEDULING_DISPATCH_INTERVAL_SECONDS = env.int("SCHEDULING_DISPATCH_INTERVAL_SECONDS", default=5)
-SCHEDULING_ETA_HORIZON_SECONDS = env.int("SCHEDULING_ETA_HORIZON_SECONDS", default=60)
-SCHEDULING_DISPATCH_BATCH_SIZE = env.int("SCHEDULING_DISPATCH_BATCH_SIZE", default=200)
-SCHEDULING_SAFETY_MAX_REGENERATIONS = env.int("SCHEDULING_SAFETY_MAX_REGENERATIONS", default=2)
-SCHEDULING_SAFETY_CLASSIFIER = env("SCHEDULING_SAFETY_CLASSIFIER", default="")
+# The reply loop: scheduling/conf.py holds every default and documents each; a variable set in
+# the environment overrides it (None here means "not set": conf's default applies).
+SCHEDULING_REPLY_SOURCE = env("SCHEDULING_REPLY_SOURCE", default=None)
+SCHEDULING_PLAN_DEBOUNCE_SECONDS = env.float("SCHEDULING_PLAN_DEBOUNCE_SECONDS", default=None)
+SCHEDULING_DIALOGUE_MESSAGES = env.int("SCHEDULING_DIALOGUE_MESSAGES", default=None)
+SCHEDULING_DISPATCH_INTERVAL_SECONDS = env.int("SCHEDULING_DISPATCH_INTERVAL_SECONDS", default=None)
+SCHEDULING_ETA_HORIZON_SECONDS = env.int("SCHEDULING_ETA_HORIZON_SECONDS", default=None)
+SCHEDULING_DISPATCH_BATCH_SIZE = env.int("SCHEDULING_DISPATCH_BATCH_SIZE", default=None)
+SCHEDULING_SAFETY_MAX_REGENERATIONS = env.int("SCHEDULING_SAFETY_MAX_REGENERATIONS", default=None)
+SCHEDULING_SAFETY_CLASSIFIER = env("SCHEDULING_SAFETY_CLASSIFIER", default=None)

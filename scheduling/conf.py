@@ -48,8 +48,9 @@ _DEFAULTS: dict[str, Any] = {
 
 
 def setting(name: str) -> Any:
-    """The project's value of ``name`` or this app's default."""
-    return getattr(settings, name, _DEFAULTS[name])
+    """The project's value of ``name`` or this app's default (also when the project's is None)."""
+    value = getattr(settings, name, None)
+    return _DEFAULTS[name] if value is None else value
 
 
 def time_scale() -> float:
