@@ -22,6 +22,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from companion.stack import celery_command  # noqa: E402  (needs the repo on sys.path)
+
 
 @contextmanager
 def bench_environment(name: str) -> Iterator[dict[str, str]]:
@@ -67,11 +69,17 @@ def spawn(args: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Pop
 
 def start_worker(env: dict[str, str], *, concurrency: int, log: Path) -> subprocess.Popen[bytes]:
     process = spawn(
-        [sys.executable, "-m", "celery", "-A", "companion", "worker", "--loglevel=WARNING",
-         f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        celery_command(
+            "worker",
+            f"--concurrency={concurrency}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            loglevel="WARNING",
+        ),
         env,
         log,
-    )  # fmt: skip
+    )
     wait_until(lambda: b"ready" in log.read_bytes() or process.poll() is not None, timeout=90)
     if process.poll() is not None:
         raise SystemExit(f"the worker exited:\n{log.read_text()[-2000:]}")
@@ -80,16 +88,7 @@ def start_worker(env: dict[str, str], *, concurrency: int, log: Path) -> subproc
 
 def start_beat(env: dict[str, str], *, log: Path, pidfile: Path) -> subprocess.Popen[bytes]:
     return spawn(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "companion",
-            "beat",
-            "--loglevel=INFO",
-            f"--pidfile={pidfile}",
-        ],
+        celery_command("beat", f"--pidfile={pidfile}"),
         env,
         log,
     )

@@ -39,6 +39,14 @@ class Child:
     popen: subprocess.Popen[bytes]
 
 
+def celery_command(program: str, *options: str, loglevel: str = "INFO") -> list[str]:
+    """``python -m celery -A companion <program>`` with this interpreter: worker or beat.
+
+    The one place the Celery command line is spelled; tests and benchmarks start theirs with it.
+    """
+    return [sys.executable, "-m", "celery", "-A", "companion", program, f"--loglevel={loglevel}", *options]
+
+
 def _prepare_environment() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "companion.settings")
     os.environ.setdefault("DJANGO_DEBUG", "1")
@@ -105,20 +113,8 @@ def main() -> int:
             [python, "-m", "daphne", "-b", host, "-p", port, "companion.asgi:application"],
             extra_env={"DATABASE_POOL": os.environ.get("DATABASE_POOL", "1")},
         ),
-        _start(
-            "worker",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "companion",
-                "worker",
-                "--loglevel=INFO",
-                "--concurrency=1",
-            ],
-        ),
-        _start("beat", [python, "-m", "celery", "-A", "companion", "beat", "--loglevel=INFO"]),
+        _start("worker", celery_command("worker", "--concurrency=1")),
+        _start("beat", celery_command("beat")),
     ]
     print(f"[stack] serving http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from companion.stack import celery_command
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 STARTUP_TIMEOUT_SECONDS = 90.0
@@ -170,20 +172,14 @@ def start_celery_worker(django_db_setup, tmp_path) -> Iterator[Callable[..., Chi
         number = next(_worker_numbers)
         env = subprocess_environment()
         env.update(extra_env or {})
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "companion",
+        args = celery_command(
             "worker",
-            "--loglevel=INFO",
             f"--concurrency={concurrency}",
             f"--pool={pool}",
             f"--hostname=test-worker-{number}@%h",
             "--without-gossip",
             "--without-mingle",
-        ]
+        )
         if queues:
             args.append(f"--queues={queues}")
         child = spawn(f"celery-worker-{number}", args, log_dir=tmp_path, env=env)
@@ -206,16 +202,7 @@ def start_celery_beat(django_db_setup, tmp_path) -> Iterator[Callable[..., Child
     def start(*, extra_env: dict[str, str] | None = None) -> ChildProcess:
         env = subprocess_environment()
         env.update(extra_env or {})
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "companion",
-            "beat",
-            "--loglevel=INFO",
-            f"--pidfile={tmp_path / 'beat.pid'}",
-        ]
+        args = celery_command("beat", f"--pidfile={tmp_path / 'beat.pid'}")
         child = spawn("celery-beat", args, log_dir=tmp_path, env=env)
         started.append(child)
         wait_until_ready(child, lambda: "beat: Starting" in child.log_text(), what="celery beat")
