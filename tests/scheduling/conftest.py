@@ -23,6 +23,29 @@ from chat.models import Conversation, Message
 from chat.services import message_post
 from companion.generator import Dialogue, GeneratedReply
 from scheduling.models import ScheduledReply
+from tests.factories import MessageFactory
+
+
+def pending_reply(
+    conversation: Conversation,
+    *,
+    due_at: datetime,
+    typing_at: datetime | None = None,
+    text: str = "back~",
+    trigger_text: str = "I'm going to eat now",
+) -> ScheduledReply:
+    """A planned reply row as the planner stores it (typing 2 s before ``due_at`` unless given)."""
+    trigger = MessageFactory(conversation=conversation, text=trigger_text)
+    return ScheduledReply.objects.create(
+        conversation=conversation,
+        trigger_message=trigger,
+        state=ScheduledReply.State.PENDING,
+        text=text,
+        final_at=due_at,
+        due_at=due_at,
+        typing_at=typing_at or due_at - timedelta(seconds=2),
+        is_delayed=True,
+    )
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -21,32 +21,16 @@ from django.db import connection
 from django.utils import timezone
 
 from chat import realtime
-from chat.models import Conversation, Message
+from chat.models import Message
 from chat.services import message_post
 from scheduling import tasks
 from scheduling.models import ScheduledReply
 from scheduling.services import due_replies_dispatch, reply_deliver, reply_wake
 from tests.factories import MessageFactory
-from tests.scheduling.conftest import delivered_messages, post, run_in_threads
+from tests.scheduling.conftest import delivered_messages, pending_reply, post, run_in_threads
 
 State = ScheduledReply.State
 SECOND = timedelta(seconds=1)
-
-
-def pending_reply(
-    conversation: Conversation, *, due_at: datetime, typing_at: datetime | None = None, text: str = "back~"
-) -> ScheduledReply:
-    trigger = MessageFactory(conversation=conversation, text="I'm going to eat now")
-    return ScheduledReply.objects.create(
-        conversation=conversation,
-        trigger_message=trigger,
-        state=State.PENDING,
-        text=text,
-        final_at=due_at,
-        due_at=due_at,
-        typing_at=typing_at or due_at - 2 * SECOND,
-        is_delayed=True,
-    )
 
 
 class GroupListener:

@@ -17,7 +17,8 @@ from chat.models import Message
 from scheduling import tasks
 from scheduling.models import ScheduledReply
 from tests.conftest import subprocess_environment
-from tests.factories import ConversationFactory, MessageFactory, UserFactory
+from tests.factories import ConversationFactory, UserFactory
+from tests.scheduling.conftest import pending_reply as planned_reply
 from tests.scheduling.conftest import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
@@ -26,16 +27,8 @@ SECOND = timedelta(seconds=1)
 
 
 def pending_reply(conversation, *, due_at, text: str) -> ScheduledReply:
-    trigger = MessageFactory(conversation=conversation, text="gotta go")
-    return ScheduledReply.objects.create(
-        conversation=conversation,
-        trigger_message=trigger,
-        state=State.PENDING,
-        text=text,
-        final_at=due_at,
-        due_at=due_at,
-        typing_at=due_at - SECOND,
-        is_delayed=True,
+    return planned_reply(
+        conversation, due_at=due_at, typing_at=due_at - SECOND, text=text, trigger_text="gotta go"
     )
 
 
