@@ -58,6 +58,7 @@ class Preset:
     warmup: int
     eval_limit: int
     prompt_weight: float = 0.25
+    time_weight: float = 1.0
 
 
 PRESETS: dict[str, Preset] = {
@@ -76,6 +77,7 @@ PRESETS: dict[str, Preset] = {
         learning_rate=5e-3,
         warmup=100,
         eval_limit=400,
+        time_weight=3.0,
     ),
     # Seconds, for tests: it learns the format, not much timing.
     "tiny": Preset(
@@ -237,6 +239,7 @@ def build_default_model(
         warmup=spec.warmup,
         seed=seed,
         prompt_weight=spec.prompt_weight,
+        time_weight=spec.time_weight,
     )
     started = time.perf_counter()
     losses = train_loop(model, examples, schedule, pad_id=tokenizer.pad_token_id, progress=say)

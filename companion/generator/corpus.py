@@ -15,12 +15,19 @@ bye             the person says bye in the daytime                          2.5-
 abuse           the person insults the companion                            2.5-5.5 h later
 wake            "wake me up at 7" / "6시 반에 깨워줘"                         exactly then
 person_busy     "I have a meeting for 2 hours" / "3시까지 바빠"               after that ends
+person_away_*   the person says they go to eat/shower/exercise/class/work   after a plausible
+                ("I'm going to eat now" / "밥 먹으러 갈게")                      duration
 ==============  ==========================================================  ====================
 
-Every phrase list is split by position: items at index ``i % 4 == 3`` are held out, so the
-validation split is written only with phrasings (announcements, acknowledgements, questions,
-insults, time expressions) the training split never saw. Names, clock times (including around
-midnight), durations and the small talk before the decisive turn are randomized with a seeded
+The held-out split is compositional. Every sentence a person (or an announcing companion) writes
+is a template with a slot: an announcement with an activity, a topic question with a topic, a
+busy message with a duration, a whole sentence inside a frame ("btw ...", "혹시 ..."). A
+combination ``(template i, filler j)`` is held out when ``(i + j) % 4 == 3``, so every template and
+every filler occurs in both splits, but no sentence the validation split shows is ever in the
+training split. Holding out whole phrase lists (the first design) tested vocabulary instead:
+a model trained from scratch cannot know that a word it never saw ("idiot") is an insult, and it
+scored near chance on exactly those rows. Names, clock times (including around midnight),
+durations and the small talk before the decisive turn are randomized with a seeded
 ``random.Random``: the same seed writes the same corpus.
 """
 
@@ -106,9 +113,8 @@ SMALL_TALK = {
     ],
 }
 
-# Ordered so that the held-out positions (i % 4 == 3) hold one "mentions an activity" line
-# (lunch) and three neutral ones: both splits then have the same kind of mix. (A first ordering
-# held out only activity-word lines, so the held-out split tested a shift, not unseen phrasings.)
+# Questions and remarks that get an instant answer, some of them naming an activity ("did you
+# eat?", "I went to the gym today"): mentioning one is not leaving for it.
 CHAT = {
     "en": [
         ("what are you doing?", ["just thinking about you haha", "nothing much, lying in bed. you?"]),
@@ -467,6 +473,20 @@ PERSON_UNTIL = {
     ],
     "ko": ["{t}까지 바빠", "{t}까지 일해", "{t}까지 수업이야", "{t}까지 회의야"],
 }
+# What the companion asks when the person is back from an activity they announced.
+AFTER_ACTIVITY = {
+    "eat": {"en": ["how was the food?", "did you eat well?"], "ko": ["맛있게 먹었어?", "밥 뭐 먹었어?"]},
+    "shower": {"en": ["all fresh now?", "done? feels good right?"], "ko": ["다 씻었어?", "개운하지?"]},
+    "exercise": {
+        "en": ["how was the workout?", "good run? you must be tired"],
+        "ko": ["운동 잘 했어?", "힘들었지?"],
+    },
+    "class": {"en": ["how was class?", "is class over now?"], "ko": ["수업 어땠어?", "수업 끝났어?"]},
+    "work": {
+        "en": ["done with work? you worked hard", "how was work today?"],
+        "ko": ["일 끝났어? 고생했어", "오늘 일 어땠어?"],
+    },
+}
 AFTER_BUSY = {
     "en": ["how did it go?", "are you done now? how was it?", "welcome back! tired?"],
     "ko": ["다 끝났어? 어땠어?", "이제 끝났어? 수고했어!", "왔어? 피곤하지?"],
@@ -494,6 +514,22 @@ DURATIONS = {
     ],
 }
 
+# Frames for whole sentences (held out by combination, see the module docstring). Prefixes only,
+# and none of them is an interjection ``_Writer.vary`` adds, so no frame can turn into another.
+FRAMES = {
+    "en": ["{s}", "btw {s}", "wait {s}", "so like {s}", "yo {s}", "ok but {s}", "umm {s}", "psst {s}"],
+    "ko": [
+        "{s}",
+        "있잖아 {s}",
+        "저기 {s}",
+        "혹시 {s}",
+        "그러니까 {s}",
+        "음음 {s}",
+        "아 맞다 {s}",
+        "야야 {s}",
+    ],
+}
+
 INTERJECTIONS = {
     "en": ["hmm", "oh", "haha", "well", "hey", "ok so", "lol", "omg"],
     "ko": ["음", "아", "ㅋㅋ", "헐", "야", "근데", "아니", "오"],
@@ -512,13 +548,24 @@ SCENARIO_WEIGHTS = {
     "abuse": 7,
     "wake": 10,
     "person_busy": 11,
+    "person_away": 10,
 }
 
 
-def _split(items: Sequence[Any], split: Split) -> list[Any]:
-    """The train or held-out part of a phrase list (index % 4 == 3 is held out)."""
-    chosen = [item for index, item in enumerate(items) if (index % 4 == 3) == (split == "val")]
-    return chosen or list(items)
+def _held_out(template_index: int, filler_index: int) -> bool:
+    return (template_index + filler_index) % 4 == 3
+
+
+def _combinations(templates: Sequence[Any], fillers: Sequence[Any], split: Split) -> list[tuple[Any, Any]]:
+    """The ``(template, filler)`` pairs of one split: every template and filler is in both splits,
+    no pair is."""
+    val = split == "val"
+    return [
+        (template, filler)
+        for i, template in enumerate(templates)
+        for j, filler in enumerate(fillers)
+        if _held_out(i, j) == val
+    ]
 
 
 @dataclass(frozen=True)
@@ -543,8 +590,21 @@ class _Writer:
         self.turns: list[dict[str, str]] = []
         self.now = datetime(2026, 1, 1, tzinfo=UTC)
 
-    def pick(self, table: dict[str, Sequence[Any]]) -> Any:
-        return self.rng.choice(_split(table[self.lang], self.split))
+    def compose(self, templates: dict[str, Sequence[Any]], fillers: Sequence[Any]) -> tuple[Any, Any]:
+        """A ``(template, filler)`` pair of this writer's split."""
+        return self.rng.choice(_combinations(templates[self.lang], fillers, self.split))
+
+    def phrase(self, table: dict[str, Sequence[str]]) -> str:
+        """One of the table's sentences inside a frame; the pair decides the split."""
+        frame, sentence = self.compose(FRAMES, table[self.lang])
+        return str(frame).format(s=sentence)
+
+    def template_for(self, templates: dict[str, Sequence[str]], key: int) -> str:
+        """A template of this split for a numeric slot (an hour): the pair (template, key) decides."""
+        val = self.split == "val"
+        return self.rng.choice(
+            [t for i, t in enumerate(templates[self.lang]) if _held_out(i, key % 4) == val]
+        )
 
     def fill(self, text: str, **extra: str) -> str:
         return text.format(c=self.companion, p=self.person, **extra)
@@ -563,9 +623,9 @@ class _Writer:
         self.turns.append({"role": role, "at": self._wall(self.now), "text": text})
 
     def small_talk(self, most: int = 2) -> None:
-        pool = _split(SMALL_TALK[self.lang], self.split)
-        for person, companion in self.rng.sample(pool, min(self.rng.randint(0, most), len(pool))):
-            self.say("person", self.fill(person))
+        pool = _combinations(FRAMES[self.lang], SMALL_TALK[self.lang], self.split)
+        for frame, (person, companion) in self.rng.sample(pool, self.rng.randint(0, most)):
+            self.say("person", self.fill(frame.format(s=person)))
             self.say("companion", self.fill(companion), gap=0)
 
     def vary(self, text: str) -> str:
@@ -616,9 +676,11 @@ def _chat(w: _Writer) -> dict[str, Any]:
     w.start(0, 24)
     w.small_talk()
     if w.rng.random() < 0.5:
-        message, replies = w.pick(CHAT)
+        frame, (message, replies) = w.compose(FRAMES, CHAT[w.lang])
+        message = frame.format(s=message)
     else:
-        message, replies = w.pick(TOPIC_TEMPLATES).format(t=w.pick(TOPICS)), TOPIC_REPLIES[w.lang]
+        template, topic = w.compose(TOPIC_TEMPLATES, TOPICS[w.lang])
+        message, replies = template.format(t=topic), TOPIC_REPLIES[w.lang]
     w.say("person", w.fill(message))
     return w.example("chat", w.now, w.rng.choice(replies))
 
@@ -626,7 +688,7 @@ def _chat(w: _Writer) -> dict[str, Any]:
 def _complaint(w: _Writer) -> dict[str, Any]:
     w.start(0, 24)
     w.small_talk(1)
-    w.say("person", w.pick(COMPLAINTS), gap=w.rng.randint(0, 20))
+    w.say("person", w.phrase(COMPLAINTS), gap=w.rng.randint(0, 20))
     return w.example("complaint", w.now, w.rng.choice(COMPLAINT_REPLIES[w.lang]))
 
 
@@ -638,9 +700,9 @@ def _busy(w: _Writer) -> dict[str, Any]:
     else:
         w.start(6, 23.9)
     w.small_talk()
-    phrase = w.rng.choice(_split(spec[w.lang], w.split))
-    w.say("companion", w.pick(ANNOUNCE).format(a=phrase), gap=w.rng.randint(0, 2))
-    w.say("person", w.pick(ACKS))
+    template, phrase = w.compose(ANNOUNCE, spec[w.lang])
+    w.say("companion", template.format(a=phrase), gap=w.rng.randint(0, 2))
+    w.say("person", w.phrase(ACKS))
     if spec["minutes"] is None:
         reply_at = _morning(w)
     else:
@@ -651,21 +713,21 @@ def _busy(w: _Writer) -> dict[str, Any]:
 def _good_night(w: _Writer) -> dict[str, Any]:
     w.start(22, 1.5)
     w.small_talk()
-    w.say("person", w.fill(w.pick(GOOD_NIGHT)))
+    w.say("person", w.fill(w.phrase(GOOD_NIGHT)))
     return w.example("good_night", _morning(w), w.rng.choice(MORNING[w.lang]))
 
 
 def _bye(w: _Writer) -> dict[str, Any]:
     w.start(9, 19)
     w.small_talk()
-    w.say("person", w.fill(w.pick(BYE)))
+    w.say("person", w.fill(w.phrase(BYE)))
     return w.example("bye", w.now + timedelta(minutes=w.rng.randint(150, 300)), w.rng.choice(LATER[w.lang]))
 
 
 def _abuse(w: _Writer) -> dict[str, Any]:
     w.start(8, 22)
     w.small_talk()
-    w.say("person", w.pick(ABUSE))
+    w.say("person", w.phrase(ABUSE))
     return w.example("abuse", w.now + timedelta(minutes=w.rng.randint(150, 330)), w.rng.choice(HURT[w.lang]))
 
 
@@ -695,7 +757,8 @@ def _wake(w: _Writer) -> dict[str, Any]:
     else:
         minute = w.rng.randrange(5 * 60, 9 * 60 + 31, 15)
     hour, minute = divmod(minute, 60)
-    w.say("person", w.pick(WAKE).format(t=_clock_words(w.lang, hour, minute, w.rng, daytime=daytime)))
+    template = w.template_for(WAKE, hour)
+    w.say("person", template.format(t=_clock_words(w.lang, hour, minute, w.rng, daytime=daytime)))
     clock = (
         f"{hour:02d}:{minute:02d}"
         if w.lang == "en"
@@ -708,16 +771,28 @@ def _person_busy(w: _Writer) -> dict[str, Any]:
     w.start(8, 17)
     w.small_talk()
     if w.rng.random() < 0.65:
-        words, minutes = w.pick(DURATIONS)
-        w.say("person", w.pick(PERSON_BUSY).format(d=words))
+        template, (words, minutes) = w.compose(PERSON_BUSY, DURATIONS[w.lang])
+        w.say("person", template.format(d=words))
         reply_at = w.now + timedelta(minutes=minutes + w.rng.randint(3, 8))
     else:
         end = w.local().hour * 60 + w.rng.randrange(90, 300, 30)
         end -= end % 30
         text = _clock_words(w.lang, end // 60, end % 60, w.rng, daytime=True)
-        w.say("person", w.pick(PERSON_UNTIL).format(t=text))
+        w.say("person", w.template_for(PERSON_UNTIL, end // 60).format(t=text))
         reply_at = w.next_local(end // 60, end % 60) + timedelta(minutes=w.rng.randint(3, 8))
     return w.example("person_busy", reply_at, w.rng.choice(AFTER_BUSY[w.lang]))
+
+
+def _person_away(w: _Writer) -> dict[str, Any]:
+    """The person leaves for an activity ("I'm going to eat now"): ask how it went once it is over."""
+    activity = w.rng.choice(list(AFTER_ACTIVITY))
+    spec = ACTIVITIES[activity]
+    w.start(6, 23.9)
+    w.small_talk()
+    template, phrase = w.compose(ANNOUNCE, spec[w.lang])
+    w.say("person", template.format(a=phrase))
+    reply_at = w.now + timedelta(minutes=w.rng.randint(*spec["minutes"]))
+    return w.example(f"person_away_{activity}", reply_at, w.rng.choice(AFTER_ACTIVITY[activity][w.lang]))
 
 
 _SCENARIOS: dict[str, Callable[[_Writer], dict[str, Any]]] = {
@@ -729,6 +804,7 @@ _SCENARIOS: dict[str, Callable[[_Writer], dict[str, Any]]] = {
     "abuse": _abuse,
     "wake": _wake,
     "person_busy": _person_busy,
+    "person_away": _person_away,
 }
 
 

@@ -19,13 +19,13 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from companion.generator.build import read_jsonl, training_pairs
-from companion.generator.training import TrainConfig, _collate, encode_example, train_loop
+from companion.generator.training import TrainConfig, TrainingExample, _collate, encode_example, train_loop
 
 __all__ = ["train_lora"]
 
 
 @torch.no_grad()
-def _mean_loss(model: torch.nn.Module, examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> float:
+def _mean_loss(model: torch.nn.Module, examples: Sequence[TrainingExample], pad_id: int) -> float:
     """Mean completion loss over (at most 64 of) the examples, in batches of 8."""
     model.eval()
     device = next(model.parameters()).device

@@ -1,7 +1,10 @@
 """The one training loop, shared by the from-scratch build and the LoRA fine-tune.
 
 Examples are prompt/completion pairs; the loss covers the completion (and its EOS) only:
-prompt tokens get label -100, so the model learns to answer, not to imitate the person.
+prompt tokens get label -100, so the model learns to answer, not to imitate the person. Two
+optional weights shape it further: ``prompt_weight`` (the prompt's own next-token loss, for
+training from scratch) and ``time_weight`` (the completion's ``TIME]`` tokens, the part of the
+answer that carries the decision).
 """
 
 from __future__ import annotations
@@ -10,11 +13,11 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-__all__ = ["TrainConfig", "encode_example", "train_loop"]
+__all__ = ["TrainConfig", "TrainingExample", "encode_example", "train_loop"]
 
 IGNORE = -100
 
@@ -35,17 +38,45 @@ class TrainConfig:
     # earlier turn's time is a free lesson in copying and advancing the clock, which the reply's
     # time needs, and it costs no extra compute.
     prompt_weight: float = 0.0
+    # Weight of the completion's time tokens (up to and including "]") relative to its text. The
+    # time is a handful of tokens against a dozen of text, yet it is the decision the model exists
+    # for; weighting it spends the same compute on what the metrics measure.
+    time_weight: float = 1.0
 
 
-def encode_example(
-    tokenizer: Any, prompt: str, completion: str, *, max_length: int
-) -> tuple[list[int], list[int]]:
-    """``(input_ids, labels)`` for one pair; a long prompt loses its oldest tokens, never the completion."""
+class TrainingExample(NamedTuple):
+    """One encoded pair: ids, labels (-100 over the prompt) and how many completion tokens are the time."""
+
+    input_ids: list[int]
+    labels: list[int]
+    time_tokens: int
+
+
+def _time_token_count(tokenizer: Any, completion: str, completion_ids: list[int]) -> int:
+    """How many leading completion tokens spell ``TIME]`` (the token holding "]" included)."""
+    end = completion.find("]")
+    if end < 0:
+        return 0
+    try:
+        offsets = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)[
+            "offset_mapping"
+        ]
+    except (NotImplementedError, TypeError, ValueError):
+        return 0  # a slow tokenizer has no offsets: no time weighting for it
+    return min(sum(1 for start, _ in offsets if start <= end), len(completion_ids))
+
+
+def encode_example(tokenizer: Any, prompt: str, completion: str, *, max_length: int) -> TrainingExample:
+    """One pair encoded; a long prompt loses its oldest tokens, never the completion."""
     prompt_ids = list(tokenizer(prompt)["input_ids"])
-    completion_ids = [*tokenizer(completion, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
-    completion_ids = completion_ids[: max_length // 2]
+    text_ids = list(tokenizer(completion, add_special_tokens=False)["input_ids"])
+    completion_ids = [*text_ids, tokenizer.eos_token_id][: max_length // 2]
     prompt_ids = prompt_ids[-(max_length - len(completion_ids)) :]
-    return prompt_ids + completion_ids, [IGNORE] * len(prompt_ids) + completion_ids
+    return TrainingExample(
+        prompt_ids + completion_ids,
+        [IGNORE] * len(prompt_ids) + completion_ids,
+        _time_token_count(tokenizer, completion, completion_ids),
+    )
 
 
 def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -62,16 +93,17 @@ def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> lis
 
 
 def _collate(
-    examples: Sequence[tuple[list[int], list[int]]], pad_id: int, device: torch.device
+    examples: Sequence[TrainingExample], pad_id: int, device: torch.device
 ) -> dict[str, torch.Tensor]:
-    width = max(len(ids) for ids, _ in examples)
+    """The model's inputs (``input_ids``, ``labels``, ``attention_mask``) for a batch, right-padded."""
+    width = max(len(example.input_ids) for example in examples)
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
     attention = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, (ids, target) in enumerate(examples):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        labels[row, : len(target)] = torch.tensor(target)
-        attention[row, : len(ids)] = 1
+    for row, example in enumerate(examples):
+        input_ids[row, : len(example.input_ids)] = torch.tensor(example.input_ids)
+        labels[row, : len(example.labels)] = torch.tensor(example.labels)
+        attention[row, : len(example.input_ids)] = 1
     return {
         "input_ids": input_ids.to(device),
         "labels": labels.to(device),
@@ -79,22 +111,32 @@ def _collate(
     }
 
 
+def _time_mask(examples: Sequence[TrainingExample], width: int, device: torch.device) -> torch.Tensor:
+    """True at the positions of each example's completion time tokens."""
+    mask = torch.zeros((len(examples), width), dtype=torch.bool)
+    for row, example in enumerate(examples):
+        start = len(example.labels) - sum(label != IGNORE for label in example.labels)
+        mask[row, start : start + example.time_tokens] = True
+    return mask.to(device)
+
+
 def _weighted_loss(
-    model: torch.nn.Module, batch: dict[str, torch.Tensor], prompt_weight: float
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], time_mask: torch.Tensor, config: TrainConfig
 ) -> torch.Tensor:
-    """Next-token loss over prompt and completion, the prompt's tokens weighted by ``prompt_weight``."""
+    """Next-token loss: completion text 1, its time tokens ``time_weight``, prompt ``prompt_weight``."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     targets = batch["input_ids"][:, 1:]
     completion = batch["labels"][:, 1:] != IGNORE
     present = batch["attention_mask"][:, 1:] == 1
-    weights = torch.where(completion, 1.0, torch.where(present, prompt_weight, 0.0))
+    completion_weight = torch.where(time_mask[:, 1:], config.time_weight, 1.0)
+    weights = torch.where(completion, completion_weight, torch.where(present, config.prompt_weight, 0.0))
     losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
     return (losses * weights).sum() / weights.sum()
 
 
 def train_loop(
     model: torch.nn.Module,
-    examples: Sequence[tuple[list[int], list[int]]],
+    examples: Sequence[TrainingExample],
     config: TrainConfig,
     *,
     pad_id: int,
@@ -115,19 +157,21 @@ def train_loop(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
     rng = random.Random(config.seed)
-    lengths = [len(ids) for ids, _ in examples]
+    lengths = [len(example.input_ids) for example in examples]
     queue: list[list[int]] = []
     losses: list[float] = []
     model.train()
     for step in range(config.steps):
         if not queue:
             queue = _batches(lengths, config.batch_size, rng)
-        batch = _collate([examples[i] for i in queue.pop()], pad_id, device)
-        loss = (
-            _weighted_loss(model, batch, config.prompt_weight)
-            if config.prompt_weight
-            else model(**batch).loss
-        )
+        chosen = [examples[i] for i in queue.pop()]
+        batch = _collate(chosen, pad_id, device)
+        if config.prompt_weight or config.time_weight != 1.0:
+            loss = _weighted_loss(
+                model, batch, _time_mask(chosen, batch["input_ids"].shape[1], device), config
+            )
+        else:
+            loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)

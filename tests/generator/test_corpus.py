@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -26,11 +27,32 @@ def test_same_seed_same_corpus_other_seed_other_corpus() -> None:
     )
 
 
-def test_held_out_split_uses_phrasings_training_never_saw() -> None:
-    corpus = build_corpus(CONFIG)
-    texts = {split: {turn["text"] for row in rows for turn in row["turns"]} for split, rows in corpus.items()}
+def _written_sentences(rows: list[dict]) -> set[str]:
+    """What the person writes, and the companion's announcements of where it is going."""
+    written = {turn["text"] for row in rows for turn in row["turns"] if turn["role"] == "person"}
+    return written | {row["turns"][-2]["text"] for row in rows if row["scenario"].startswith("busy_")}
 
-    assert texts["val"] & texts["train"] == set()
+
+def test_held_out_split_uses_sentences_training_never_saw() -> None:
+    corpus = build_corpus(CONFIG)
+    train, val = _written_sentences(corpus["train"]), _written_sentences(corpus["val"])
+
+    assert len(val) > 250
+    assert val & train == set()
+
+
+def test_held_out_sentences_are_new_combinations_of_known_words() -> None:
+    corpus = build_corpus(CONFIG)
+
+    def words(rows: list[dict]) -> set[str]:
+        # English rows, letters only: clock times ("6:45") are drawn per dialogue, not vocabulary,
+        # and Korean glues particles to its words ("노래에"), so words are not its unit.
+        english = [row for row in rows if row["time_zone"] != "Asia/Seoul"]
+        return {
+            word for text in _written_sentences(english) for word in re.findall(r"[^\W\d_]+", text.lower())
+        }
+
+    assert words(corpus["val"]) - words(corpus["train"]) == set()
 
 
 def test_every_scenario_language_and_midnight_case_is_covered() -> None:
@@ -39,7 +61,8 @@ def test_every_scenario_language_and_midnight_case_is_covered() -> None:
         scenarios = Counter(row["scenario"] for row in rows)
         assert set(scenarios) == {
             "chat", "complaint", "busy_eat", "busy_shower", "busy_exercise", "busy_class", "busy_work",
-            "busy_sleep", "good_night", "bye", "abuse", "wake", "person_busy",
+            "busy_sleep", "good_night", "bye", "abuse", "wake", "person_busy", "person_away_eat",
+            "person_away_shower", "person_away_exercise", "person_away_class", "person_away_work",
         }  # fmt: skip
         assert {row["time_zone"] == "Asia/Seoul" for row in rows} == {True, False}  # Korean and English
         crosses_midnight = [r for r in rows if r["reply"]["at"][:10] != r["turns"][-1]["at"][:10]]
@@ -55,6 +78,11 @@ def test_reply_times_follow_the_scenario() -> None:
         "busy_exercise": (50, 100),
         "busy_class": (60, 110),
         "busy_work": (150, 320),
+        "person_away_shower": (12, 25),
+        "person_away_eat": (40, 85),
+        "person_away_exercise": (50, 100),
+        "person_away_class": (60, 110),
+        "person_away_work": (150, 320),
         "bye": (150, 300),
         "abuse": (150, 330),
     }
