@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
@@ -59,6 +61,41 @@ def tiny_model_build(tmp_path_factory: pytest.TempPathFactory) -> ModelBuild:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_model_build: ModelBuild) -> Path:
     return tiny_model_build.path
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    """The default generator, the one `make run` builds, for the end-to-end test.
+
+    Building it takes minutes on 2 cores, so it is kept under ``var/test-models/``, keyed by a
+    digest of the generator's source: a fresh clone (CI) builds it once, later runs reuse it until
+    the generator code changes. The build goes to a staging directory renamed into place, so a
+    run that is interrupted, or one racing another, never leaves half a model behind.
+    """
+    import torch
+
+    sources = sorted((REPO_ROOT / "companion" / "generator").glob("*.py"))
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
+    target = REPO_ROOT / "var" / "test-models" / f"default-{digest}"
+    if (target / "config.json").is_file():
+        return target
+    staging = target.with_name(f"{target.name}.building-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)  # the suite runs torch on one thread; a build wants all
+    try:
+        with override_settings(GENERATOR_MODEL_DIR=staging):
+            call_command("ensure_generator_model", "--preset", "default", stdout=StringIO())
+    finally:
+        torch.set_num_threads(threads)
+    try:
+        staging.rename(target)
+    except OSError:  # another run finished the same build first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 @pytest.fixture
