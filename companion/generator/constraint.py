@@ -80,6 +80,12 @@ def time_window(previous: datetime, time_zone: str, max_delay: timedelta) -> Tim
         at = resolve_time(days, clock // 60, clock % 60, previous=previous, time_zone=time_zone)
         return at.astimezone(UTC) - previous_utc <= max_delay
 
+    # Without a clock change in the window, TIME "total" minutes on is exactly that many minutes
+    # after prev's minute: try that answer first (two resolver calls), search only when it fails.
+    floor_seconds = previous_utc - previous_utc.replace(second=0, microsecond=0)
+    guess = (max_delay + floor_seconds) // timedelta(minutes=1)
+    if within(guess) and not within(guess + 1):
+        return TimeWindow(prev_clock=prev_clock, max_total=guess)
     low, high = 0, (max_delay // timedelta(days=1) + 2) * 1440  # within(low) holds, within(high) does not
     while high - low > 1:
         middle = (low + high) // 2
@@ -123,7 +129,9 @@ def classify_prefix(prefix: str, window: TimeWindow) -> int:
             return REJECT
         rest = rest[end + 2 :]
     clock, tail = rest[:5], rest[5:]
-    if not _clock_prefix_ok(clock, window.prev_clock, min(window.max_total - days * 1440, 1439)):
+    budget = min(window.max_total - days * 1440, 1439)
+    # A full day's budget admits every clock: the previous clock is irrelevant (one cache entry).
+    if not _clock_prefix_ok(clock, window.prev_clock if budget < 1439 else -1, budget):
         return REJECT
     if len(clock) < 5 or not tail:
         return TIME
@@ -195,7 +203,7 @@ class VocabularyIndex:
         self.text_mask = self._additive(text_ok)
         self.text_or_eos_mask = self._additive(text_ok | eos)
         self.non_space_mask = self._additive(non_space)
-        self._time_masks: OrderedDict[tuple[str, TimeWindow], torch.Tensor | None] = OrderedDict()
+        self._time_masks: OrderedDict[tuple[str, TimeWindow | None], torch.Tensor | None] = OrderedDict()
 
     def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
         mask = torch.full((self.vocab_size,), float("-inf"))
@@ -210,9 +218,25 @@ class VocabularyIndex:
             node.subtree = torch.tensor(ids, dtype=torch.long)
         return node.subtree
 
+    @staticmethod
+    def _mask_key(prefix: str, window: TimeWindow) -> tuple[str, TimeWindow | None]:
+        """The cache key of a mask: windows that cannot change it share one entry.
+
+        Once a prefix has fixed a day count below the window's last day ("12:", "+2d 0"), every
+        clock of that day is allowed, so its mask is the same after any previous turn: after the
+        first reply, only a reply's first step (and steps on its last allowed day) miss the cache.
+        """
+        if window.max_days >= 1 and prefix:
+            if not prefix.startswith("+"):
+                return (prefix, None)
+            days, marker, _ = prefix[1:].partition("d")
+            if marker and days.isdigit() and int(days) < window.max_days:
+                return (prefix, None)
+        return (prefix, window)
+
     def time_mask(self, prefix: str, window: TimeWindow) -> torch.Tensor | None:
         """Additive mask of the tokens that keep ``prefix`` a valid TIME prefix; None if there are none."""
-        key = (prefix, window)
+        key = self._mask_key(prefix, window)
         if key in self._time_masks:
             self._time_masks.move_to_end(key)
             return self._time_masks[key]

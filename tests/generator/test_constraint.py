@@ -22,6 +22,7 @@ from companion.generator.constraint import (
     TEXT,
     TIME,
     TimePrefixLogitsProcessor,
+    VocabularyIndex,
     classify_prefix,
     time_window,
 )
@@ -191,3 +192,39 @@ def test_automaton_accepts_exactly_the_parseable_times(
 
     assert accepted == parseable
     assert len(accepted) == max_delay // timedelta(minutes=1) + 1
+
+
+def test_masks_cached_across_windows_equal_masks_computed_afresh(random_generator: ReplyGenerator) -> None:
+    """Masks whose prefix fixed a day below the last one are shared by every window: still exact."""
+    shared = random_generator.index
+    windows = [
+        time_window(datetime(2026, 3, 2, hour, minute, tzinfo=SEOUL), "Asia/Seoul", delay)
+        for hour, minute, delay in [
+            (23, 50, timedelta(days=7)),
+            (0, 0, timedelta(days=7)),
+            (12, 34, timedelta(days=2, minutes=7)),
+            (8, 5, timedelta(hours=3)),
+        ]
+    ]
+    prefixes = [
+        "",
+        "0",
+        "1",
+        "12",
+        "12:",
+        "12:3",
+        "23:5",
+        "+",
+        "+1",
+        "+1d",
+        "+1d ",
+        "+2d 1",
+        "+7d 2",
+        "+7d 23:4",
+    ]
+    for window in windows:
+        fresh = VocabularyIndex(shared.tokenizer, vocab_size=shared.vocab_size, eos_ids=set(shared.eos_ids))
+        for prefix in prefixes:
+            cached, computed = shared.time_mask(prefix, window), fresh.time_mask(prefix, window)
+            assert (cached is None) == (computed is None), (prefix, window)
+            assert cached is None or torch.equal(cached, computed), (prefix, window)
