@@ -64,6 +64,8 @@ def tiny_model_dir(tiny_model_build: ModelBuild) -> Path:
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The generator's files that decide the weights of a build (data, tokenizer, model, training).
+MODEL_DEFINING_SOURCES = ("build.py", "corpus.py", "training.py", "transcript.py")
 
 
 @pytest.fixture(scope="session")
@@ -71,13 +73,14 @@ def default_model_dir() -> Path:
     """The default generator, the one `make run` builds, for the end-to-end test.
 
     Building it takes minutes on 2 cores, so it is kept under ``var/test-models/``, keyed by a
-    digest of the generator's source: a fresh clone (CI) builds it once, later runs reuse it until
-    the generator code changes. The build goes to a staging directory renamed into place, so a
+    digest of the sources that decide its weights: a fresh clone (CI) builds it once, later runs
+    reuse it until those change. The build goes to a staging directory renamed into place, so a
     run that is interrupted, or one racing another, never leaves half a model behind.
     """
     import torch
 
-    sources = sorted((REPO_ROOT / "companion" / "generator").glob("*.py"))
+    generator = REPO_ROOT / "companion" / "generator"
+    sources = [generator / name for name in MODEL_DEFINING_SOURCES]
     digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
     target = REPO_ROOT / "var" / "test-models" / f"default-{digest}"
     if (target / "config.json").is_file():
