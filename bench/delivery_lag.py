@@ -4,8 +4,8 @@ Real Celery worker and beat processes against the embedded PostgreSQL and a priv
 
 1. the reply dispatcher is registered (every ``--interval`` s) and a worker and beat start;
 2. ``--replies`` conversations each get a pending reply, due uniformly over ``--window`` seconds
-   starting ``--lead`` seconds from now, typing 1 s before; each gets its ETA wake-up queued at
-   its typing time, exactly as the planner queues them;
+   starting ``--lead`` seconds from now, typing 1 s before; their ETA wake-ups for the typing
+   times are queued through ``reply_wakes_queue``, as the planner queues them (one per slot);
 3. wait until every reply is sent (or ``--timeout``), then read ``message.created_at - due_at``.
 
     .venv/bin/python bench/delivery_lag.py [--replies 10000] [--window 60] [--concurrency 2]
@@ -48,7 +48,7 @@ def main() -> None:
 
         from chat.models import Message
         from scheduling.models import ScheduledReply
-        from scheduling.tasks import wake_reply
+        from scheduling.services import reply_wakes_queue
 
         call_command("ensure_reply_dispatcher", "--every", str(args.interval), stdout=StringIO())
         worker = start_worker(env, concurrency=args.concurrency, log=logs / "worker.log")
@@ -62,14 +62,14 @@ def main() -> None:
             print(f"creating {args.replies} replies due between {start:%H:%M:%S} and +{args.window:.0f}s ...")
             reply_ids = make_pending_replies(make_conversations(args.replies), due_ats)
             ScheduledReply.objects.filter(pk__in=reply_ids).update(wake_queued_at=timezone.now())
-            for reply_id, typing_at in ScheduledReply.objects.filter(pk__in=reply_ids).values_list(
-                "id", "typing_at"
-            ):
-                wake_reply.apply_async(args=[reply_id], eta=typing_at)
+            tasks = reply_wakes_queue(
+                wakes=list(ScheduledReply.objects.filter(pk__in=reply_ids).values_list("id", "typing_at"))
+            )
             queued = timezone.now()
             assert queued < start, f"queueing took longer than --lead ({queued - start} late); raise --lead"
             print(
-                f"wake-ups queued {(start - queued).total_seconds():.1f}s before the first due time; waiting"
+                f"{tasks} wake-ups queued {(start - queued).total_seconds():.1f}s before the first due time;"
+                " waiting"
             )
             finished = wait_until(
                 lambda: not ScheduledReply.objects.filter(state="pending").exists(),

@@ -154,6 +154,25 @@ def broadcast_typing(*, conversation_id: int, role: str, is_typing: bool) -> Non
     _push(conversation_id, typing_event(role=role, is_typing=is_typing))
 
 
+def broadcast_typing_each(*, conversation_ids: Sequence[int], role: str, is_typing: bool) -> None:
+    """:func:`broadcast_typing` to several conversations in one hand-off to the push loop.
+
+    For scheduling's wake-ups, which start typing for every reply whose time came at once: one
+    failed push is logged and the rest still go out, under one :data:`PUSH_TIMEOUT_SECONDS`.
+    """
+    if conversation_ids:
+        event = typing_event(role=role, is_typing=is_typing)
+        _push_loop.run(_apush_to_each(conversation_ids, event), timeout=PUSH_TIMEOUT_SECONDS)
+
+
+async def _apush_to_each(conversation_ids: Sequence[int], event: dict[str, Any]) -> None:
+    for conversation_id in conversation_ids:
+        try:
+            await _apush(conversation_id, event)
+        except Exception:
+            logger.exception("Broadcasting %s to conversation %s failed", event["type"], conversation_id)
+
+
 def broadcast_read(*, conversation_id: int, role: str, up_to: int) -> None:
     """Send ``read``: the ``role`` side has read every message with id <= ``up_to``."""
     _push(conversation_id, read_event(role=role, up_to=up_to))

@@ -25,7 +25,11 @@ _DEFAULTS: dict[str, Any] = {
     "SCHEDULING_DISPATCH_INTERVAL_SECONDS": 5,
     # Replies whose typing starts within this many seconds get an ETA wake-up task.
     "SCHEDULING_ETA_HORIZON_SECONDS": 60,
-    # Rows claimed per dispatcher transaction.
+    # ETA wake-ups are coalesced into slots this long (times REPLY_TIME_SCALE, like the typing lead
+    # it must stay well under): one task per slot advances every reply whose time came in it, so a
+    # reply waits at most this much longer and 10k replies in a minute need about 20 tasks/s.
+    "SCHEDULING_WAKE_RESOLUTION_SECONDS": 0.1,
+    # Rows claimed per delivery transaction (dispatcher and wake-ups).
     "SCHEDULING_DISPATCH_BATCH_SIZE": 200,
     # A dispatcher run stops claiming after this many seconds, leaving the rest to the next run.
     "SCHEDULING_DISPATCH_TIME_BUDGET_SECONDS": 30.0,
@@ -58,6 +62,14 @@ def time_scale() -> float:
     if scale <= 0:
         raise ValueError(f"REPLY_TIME_SCALE must be > 0, not {scale}")
     return scale
+
+
+def wake_resolution() -> float:
+    """Seconds of real time per wake-up slot: the setting scaled like every delay and typing lead."""
+    resolution = float(setting("SCHEDULING_WAKE_RESOLUTION_SECONDS"))
+    if resolution <= 0:
+        raise ValueError(f"SCHEDULING_WAKE_RESOLUTION_SECONDS must be > 0, not {resolution}")
+    return resolution * time_scale()
 
 
 def generator_model_dir() -> Path:

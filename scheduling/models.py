@@ -57,6 +57,12 @@ class ScheduledReply(models.Model):
         indexes = [
             # The dispatcher's claim: only due pending rows, oldest due first.
             models.Index(fields=["due_at"], condition=Q(state="pending"), name="sched_reply_pending_due"),
+            # Wake-ups start typing for pending rows whose typing time came, in one statement.
+            models.Index(
+                fields=["typing_at"],
+                condition=Q(state="pending", typing_started_at__isnull=True),
+                name="sched_reply_pending_typing",
+            ),
             # The cancel hook: pending rows of one conversation.
             models.Index(
                 fields=["conversation"], condition=Q(state="pending"), name="sched_reply_pending_conv"

@@ -9,10 +9,13 @@ Celery message is a wake-up that may be lost or arrive twice:
 * :func:`reply_plan` generates outside any transaction (seconds of model time), then locks
   the conversation row and inserts ``pending`` only if its trigger is still the newest
   person message; otherwise the row is recorded ``superseded``;
-* :func:`reply_deliver` and :func:`due_replies_dispatch` claim due rows with
-  ``SELECT ... FOR UPDATE OF reply, conversation SKIP LOCKED`` and, in one transaction,
+* :func:`reply_deliver`, :func:`reply_wake` and :func:`due_replies_dispatch` claim due rows
+  with ``SELECT ... FOR UPDATE OF reply, conversation SKIP LOCKED`` and, in one transaction,
   create the chat messages (one INSERT per claimed batch; ``scheduled_reply_id`` is unique)
-  and mark the rows ``sent`` (one UPDATE, conditional on ``pending``).
+  and mark the rows ``sent`` (one UPDATE, conditional on ``pending``);
+* :func:`reply_wakes_queue` queues ETA wake-ups, one per short slot: each wake-up advances
+  every reply whose time has come (typing, then delivery), so their number follows the clock,
+  not the number of replies.
 
 Lock order: the conversation row, then reply rows. ``message_post`` takes the conversation
 lock before it cancels; delivery locks the reply and its conversation in one statement and
@@ -23,7 +26,9 @@ in a cycle: whichever locks the conversation first wins, the other sees the resu
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -72,18 +77,24 @@ def replies_cancel_pending(
     """Cancel every pending reply of the conversation; return how many.
 
     Must run inside the transaction that stores the person's message (chat's in-transaction
-    hook). The UPDATE waits for a delivery that already holds a reply row, then skips it
-    because it is no longer pending: a round ends either sent or cancelled, never both.
+    hook). Locking the rows waits for a delivery that already holds one, which then is no longer
+    pending and is left alone: a round ends either sent or cancelled, never both. It also waits
+    for a wake-up that is starting the typing indicator, so typing it shows is always taken back.
     """
     now = now or timezone.now()
-    pending = ScheduledReply.objects.filter(conversation_id=conversation_id, state=State.PENDING)
-    typing_shown = list(pending.filter(typing_started_at__isnull=False).values_list("id", flat=True))
-    cancelled = pending.update(
+    locked = list(
+        ScheduledReply.objects.select_for_update()
+        .filter(conversation_id=conversation_id, state=State.PENDING)
+        .values_list("id", "typing_started_at")
+    )
+    if not locked:
+        return 0
+    cancelled = ScheduledReply.objects.filter(id__in=[reply_id for reply_id, _ in locked]).update(
         state=State.CANCELLED,
         cancelled_at=now,
         outcome_reason=f"cancelled by person message {cause_message_id}",
     )
-    if typing_shown:
+    if any(typing_started_at is not None for _, typing_started_at in locked):
         # The person saw "typing…" for a reply that will never come: take it back.
         transaction.on_commit(
             partial(
@@ -354,18 +365,14 @@ def _store(
                 conversation_id=trigger.conversation_id, trigger_message=trigger, state=state, **fields
             )
             if reply.wake_queued_at is not None:
-                transaction.on_commit(partial(_queue_wake, reply.pk, reply.typing_at), robust=True)
+                transaction.on_commit(
+                    partial(reply_wakes_queue, wakes=[(reply.pk, reply.typing_at)]), robust=True
+                )
     except IntegrityError:
         # A duplicate plan task stored this trigger's row first: that row is the outcome.
         return ScheduledReply.objects.get(trigger_message=trigger)
     logger.info("reply %s for message %s: %s %s", reply.pk, trigger.pk, reply.state, reply.due_at or "")
     return reply
-
-
-def _queue_wake(reply_id: int, eta: datetime | None) -> None:
-    from scheduling.tasks import wake_reply
-
-    wake_reply.apply_async(args=[reply_id], eta=eta)
 
 
 def reply_plan(
@@ -494,8 +501,8 @@ class DeliveryConflict(RuntimeError):
     """A claimed row stopped being pending under our lock: a writer bypassed it; the batch rolls back."""
 
 
-def _deliver_claimed(replies: list[ScheduledReply], *, now: datetime) -> int:
-    """Deliver claimed rows in four statements however many there are; return how many this call sent.
+def _deliver_claimed(replies: list[ScheduledReply], *, now: datetime) -> set[int]:
+    """Deliver claimed rows in four statements however many there are; return the ids this call sent.
 
     The caller's transaction holds every row's reply and conversation locks (one claim
     statement). Each text goes through chat's ``validate_message_text`` first: a refused one
@@ -512,7 +519,7 @@ def _deliver_claimed(replies: list[ScheduledReply], *, now: datetime) -> int:
         except ChatInputInvalid as exc:
             _mark_refused(reply, exc)
     if not deliverable:
-        return 0
+        return set()
     try:
         messages = companion_messages_create(
             deliveries=[
@@ -523,7 +530,7 @@ def _deliver_claimed(replies: list[ScheduledReply], *, now: datetime) -> int:
             ]
         )
     except DuplicateScheduledReply:
-        return sum(_deliver_locked(reply, now=now) for reply, _ in deliverable)
+        return {reply.pk for reply, _ in deliverable if _deliver_locked(reply, now=now)}
     sent = ScheduledReply.objects.filter(
         pk__in=[reply.pk for reply, _ in deliverable], state=State.PENDING
     ).update(
@@ -537,7 +544,35 @@ def _deliver_claimed(replies: list[ScheduledReply], *, now: datetime) -> int:
         raise DeliveryConflict(
             f"{len(messages) - sent} of {len(messages)} claimed replies stopped being pending"
         )
-    return sent
+    return {reply.pk for reply, _ in deliverable}
+
+
+def _deliver_due(*, now: datetime | None, batch_size: int, time_budget_seconds: float) -> set[int]:
+    """Claim and deliver due pending rows, a batch per transaction, until none is due or the budget is spent.
+
+    ``FOR UPDATE SKIP LOCKED``: any number of callers (dispatchers, wake-ups) run at once, each
+    on other rows. Without an injected ``now``, every batch reads the clock again. Returns the
+    ids this call sent.
+    """
+    started = time.monotonic()
+    delivered: set[int] = set()
+    while True:
+        current = now or timezone.now()
+        with transaction.atomic():
+            batch = list(
+                _claimable().filter(state=State.PENDING, due_at__lte=current).order_by("due_at")[:batch_size]
+            )
+            delivered |= _deliver_claimed(batch, now=current)
+        if len(batch) < batch_size or time.monotonic() - started > time_budget_seconds:
+            return delivered
+
+
+def _batch_size() -> int:
+    return int(conf.setting("SCHEDULING_DISPATCH_BATCH_SIZE"))
+
+
+def _time_budget() -> float:
+    return float(conf.setting("SCHEDULING_DISPATCH_TIME_BUDGET_SECONDS"))
 
 
 def reply_deliver(*, reply_id: int, now: datetime | None = None) -> bool:
@@ -547,43 +582,139 @@ def reply_deliver(*, reply_id: int, now: datetime | None = None) -> bool:
         reply = _claimable().filter(pk=reply_id, state=State.PENDING, due_at__lte=now).first()
         if reply is None:
             return False
-        return _deliver_claimed([reply], now=now) == 1
+        return reply.pk in _deliver_claimed([reply], now=now)
+
+
+# --- Wake-ups ----------------------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _wake_slot(at: datetime, *, now: datetime) -> int:
+    """The slot (microseconds since the epoch) whose wake-up covers an event at ``at``.
+
+    The end of the resolution interval holding ``at``, so every event of the slot is due when
+    its wake-up runs; never ``now`` or earlier, so the wake-up runs after the caller's commit.
+    """
+    resolution = max(1, round(conf.wake_resolution() * 1_000_000))
+    at_us = (at - _EPOCH) // _MICROSECOND
+    slot = -(-at_us // resolution) * resolution
+    now_us = (now - _EPOCH) // _MICROSECOND
+    if slot <= now_us:
+        slot = (now_us // resolution + 1) * resolution
+    return slot
+
+
+def reply_wakes_queue(*, wakes: Iterable[tuple[int, datetime]], now: datetime | None = None) -> int:
+    """Queue ETA wake-ups for ``(reply_id, at)`` pairs, at most one per slot; return how many were queued.
+
+    A wake-up advances every reply whose time has come, not only the one it names
+    (:func:`reply_wake`), so a slot of ``SCHEDULING_WAKE_RESOLUTION_SECONDS`` needs one task,
+    queued for the slot's end and naming its first reply. A cache key marks the slot queued
+    until just after it has passed. Losing the key costs a duplicate wake-up; losing the task,
+    a wait for the dispatcher, as with any lost wake-up.
+    """
+    from scheduling.tasks import wake_reply
+
+    now = now or timezone.now()
+    slots: dict[int, int] = {}
+    for reply_id, at in wakes:
+        slots.setdefault(_wake_slot(at, now=now), reply_id)
+    now_us = (now - _EPOCH) // _MICROSECOND
+    queued = 0
+    for slot, reply_id in sorted(slots.items()):
+        key = f"scheduling:wake-slot:{slot}"
+        if not cache.add(key, reply_id, timeout=math.ceil((slot - now_us) / 1_000_000) + 1):
+            continue
+        try:
+            wake_reply.apply_async(args=[reply_id], eta=_EPOCH + slot * _MICROSECOND)
+        except Exception:
+            cache.delete(key)  # the slot is not queued: let the next caller try
+            raise
+        queued += 1
+    return queued
+
+
+def _start_due_typing(*, now: datetime, batch_size: int) -> None:
+    """Start typing for every pending reply whose typing time came and that is not due yet.
+
+    Rows another transaction holds are skipped: a delivery or a cancellation makes typing moot,
+    another wake-up types them itself, the dispatcher queues them a wake-up. After each commit,
+    one ``typing`` push per conversation and the wake-ups of the replies' due times.
+    """
+    while True:
+        with transaction.atomic():
+            batch = list(
+                ScheduledReply.objects.select_for_update(skip_locked=True)
+                .filter(state=State.PENDING, typing_started_at__isnull=True)
+                .filter(typing_at__lte=now, due_at__gt=now)
+                .order_by("typing_at")
+                .values_list("id", "conversation_id", "due_at")[:batch_size]
+            )
+            if batch:
+                ScheduledReply.objects.filter(id__in=[reply_id for reply_id, _, _ in batch]).update(
+                    typing_started_at=now
+                )
+                transaction.on_commit(
+                    partial(
+                        realtime.broadcast_typing_each,
+                        conversation_ids=sorted({conversation_id for _, conversation_id, _ in batch}),
+                        role=Message.Role.COMPANION,
+                        is_typing=True,
+                    ),
+                    robust=True,
+                )
+                transaction.on_commit(
+                    partial(reply_wakes_queue, wakes=[(reply_id, due_at) for reply_id, _, due_at in batch]),
+                    robust=True,
+                )
+        if len(batch) < batch_size:
+            return
 
 
 class WakeOutcome(NamedTuple):
-    """What a wake-up did (delivered, typing, waiting, done, busy) and when to wake again."""
+    """What a wake-up did to its reply (delivered, typing, waiting, done, busy), and its next wake-up."""
 
     action: str
     requeue_at: datetime | None = None
 
 
 def reply_wake(*, reply_id: int, now: datetime | None = None) -> WakeOutcome:
-    """Advance one reply: start typing when its time has come, deliver it when due.
+    """Advance every reply whose time has come, then report on ``reply_id`` and queue its next wake-up.
 
-    Safe to run any number of times, early or late: only the row's state decides. Returns when
-    (if ever) the caller should wake it again.
+    Wake-ups are coalesced per slot (:func:`reply_wakes_queue`), so each one starts typing for
+    every reply whose typing time came (queueing wake-ups for their due times) and delivers every
+    due reply, in batches, as the dispatcher does. Rows are claimed with ``SKIP LOCKED``: wake-ups
+    that run together share the work, and a later duplicate finds nothing left. Safe to run any
+    number of times, early or late: only the rows' states decide.
     """
     now = now or timezone.now()
-    reply = ScheduledReply.objects.filter(pk=reply_id).first()
-    if reply is None or reply.state != State.PENDING:
+    # Typing first: it only touches rows not yet due, and its pushes should not wait on deliveries.
+    _start_due_typing(now=now, batch_size=_batch_size())
+    delivered = _deliver_due(now=now, batch_size=_batch_size(), time_budget_seconds=_time_budget())
+    if reply_id in delivered:
+        return WakeOutcome("delivered")
+    reply = (
+        ScheduledReply.objects.filter(pk=reply_id, state=State.PENDING)
+        .only("typing_at", "due_at", "typing_started_at")
+        .first()
+    )
+    if reply is None:
         return WakeOutcome("done")
     assert reply.due_at is not None and reply.typing_at is not None
-    if now >= reply.due_at:
-        if reply_deliver(reply_id=reply_id, now=now):
-            return WakeOutcome("delivered")
-        still_pending = ScheduledReply.objects.filter(pk=reply_id, state=State.PENDING).exists()
-        # Locked by another deliverer or by the person's message: look again shortly.
-        return WakeOutcome("busy", now + timedelta(seconds=1)) if still_pending else WakeOutcome("done")
-    if now < reply.typing_at:
-        return WakeOutcome("waiting", reply.typing_at)
-    started = ScheduledReply.objects.filter(
-        pk=reply_id, state=State.PENDING, typing_started_at__isnull=True
-    ).update(typing_started_at=now)
-    if started:
-        realtime.broadcast_typing(
-            conversation_id=reply.conversation_id, role=Message.Role.COMPANION, is_typing=True
-        )
-    return WakeOutcome("typing", reply.due_at)
+    if now >= reply.due_at or (now >= reply.typing_at and reply.typing_started_at is None):
+        # Held by another deliverer, another wake-up or the person's message: look again shortly.
+        action, again = "busy", now + timedelta(seconds=1)
+    elif now < reply.typing_at:
+        action, again = "waiting", reply.typing_at
+    else:
+        action, again = "typing", reply.due_at
+    reply_wakes_queue(wakes=[(reply_id, again)])
+    return WakeOutcome(action, again)
+
+
+# --- Dispatch ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -602,29 +733,18 @@ def due_replies_dispatch(
     """The recovery path: deliver every due pending reply, queue wake-ups for the next minute.
 
     Claims batches with ``FOR UPDATE SKIP LOCKED`` until none is due or the time budget is
-    spent, so any number of dispatchers can run at once. Also re-queues plans that a lost
-    Celery message never ran (the newest person message of a conversation without a row).
+    spent, so any number of dispatchers (and wake-ups) can run at once. Also re-queues plans
+    that a lost Celery message never ran (the newest person message of a conversation without
+    a row).
     """
-    batch_size = batch_size or int(conf.setting("SCHEDULING_DISPATCH_BATCH_SIZE"))
-    budget = (
-        time_budget_seconds
-        if time_budget_seconds is not None
-        else float(conf.setting("SCHEDULING_DISPATCH_TIME_BUDGET_SECONDS"))
+    delivered = _deliver_due(
+        now=now,
+        batch_size=batch_size or _batch_size(),
+        time_budget_seconds=time_budget_seconds if time_budget_seconds is not None else _time_budget(),
     )
-    started = time.monotonic()
-    delivered = 0
-    while True:
-        current = now or timezone.now()
-        with transaction.atomic():
-            batch = list(
-                _claimable().filter(state=State.PENDING, due_at__lte=current).order_by("due_at")[:batch_size]
-            )
-            delivered += _deliver_claimed(batch, now=current)
-        if len(batch) < batch_size or time.monotonic() - started > budget:
-            break
     current = now or timezone.now()
     return DispatchReport(
-        delivered=delivered,
+        delivered=len(delivered),
         wakeups_queued=_queue_upcoming_wakeups(now=current),
         plans_requeued=_requeue_lost_plans(now=current),
     )
@@ -644,8 +764,7 @@ def _queue_upcoming_wakeups(*, now: datetime) -> int:
             ScheduledReply.objects.filter(id__in=[reply_id for reply_id, _ in upcoming]).update(
                 wake_queued_at=now
             )
-            for reply_id, typing_at in upcoming:
-                transaction.on_commit(partial(_queue_wake, reply_id, typing_at), robust=True)
+            transaction.on_commit(partial(reply_wakes_queue, wakes=upcoming), robust=True)
     return len(upcoming)
 
 

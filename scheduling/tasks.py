@@ -27,11 +27,8 @@ def plan_reply(conversation_id: int, trigger_message_id: int) -> None:
 
 @shared_task(name="scheduling.wake_reply")
 def wake_reply(reply_id: int) -> str:
-    """Start typing or deliver one reply; re-queue itself for the next step."""
-    outcome = services.reply_wake(reply_id=reply_id)
-    if outcome.requeue_at is not None:
-        wake_reply.apply_async(args=[reply_id], eta=outcome.requeue_at)
-    return outcome.action
+    """Advance every reply whose time has come (this one included); the service queues the next wake-up."""
+    return services.reply_wake(reply_id=reply_id).action
 
 
 @shared_task(name="scheduling.dispatch_due_replies")

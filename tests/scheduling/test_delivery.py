@@ -12,9 +12,10 @@ import signal
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from channels.layers import get_channel_layer
 from django.db import connection
@@ -25,8 +26,9 @@ from chat.models import Message
 from chat.services import message_post
 from scheduling import tasks
 from scheduling.models import ScheduledReply
-from scheduling.services import due_replies_dispatch, reply_deliver, reply_wake
-from tests.factories import MessageFactory
+from scheduling.services import due_replies_dispatch, reply_deliver, reply_wake, reply_wakes_queue
+from tests.conftest import subprocess_environment
+from tests.factories import ConversationFactory, MessageFactory
 from tests.scheduling.conftest import delivered_messages, pending_reply, post, run_in_threads
 
 State = ScheduledReply.State
@@ -107,8 +109,6 @@ def test_the_person_writing_cancels_the_pending_reply_and_takes_back_its_typing(
 @pytest.mark.django_db
 def test_the_dispatcher_delivers_only_due_rows_and_queues_wakeups_for_the_next_minute(conversation, person):
     # given: one reply due, one typing within the minute, one an hour away
-    from tests.factories import ConversationFactory
-
     now = timezone.now()
     others = [ConversationFactory(person=person) for _ in range(2)]
     due = pending_reply(conversation, due_at=now - SECOND)
@@ -251,11 +251,138 @@ def test_ten_duplicate_wakeups_at_once_make_one_message(conversation, purged_bro
     connection.close()
 
 
+def queued_wakeups() -> list[tuple[str, list[Any], datetime]]:
+    """Take every message waiting in the broker's ``delivery`` queue: (task, args, eta), by eta."""
+    from companion.celery import app
+
+    taken = []
+    with app.connection_for_read() as broker, broker.SimpleQueue("delivery") as queue:
+        while True:
+            try:
+                message = queue.get(block=False)
+            except queue.Empty:
+                break
+            args, _, _ = message.decode()
+            taken.append((message.headers["task"], args, datetime.fromisoformat(message.headers["eta"])))
+            message.ack()
+    return sorted(taken, key=lambda wakeup: wakeup[2])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_wakeup_advances_every_reply_whose_time_came_and_a_duplicate_finds_nothing_left(
+    person, purged_broker
+):
+    # given: three conversations with a due reply, two whose typing time came, one an hour away
+    now = timezone.now()
+    conversations = [ConversationFactory(person=person) for _ in range(6)]
+    due = [
+        pending_reply(c, due_at=now - (3 - i) * SECOND, text=f"due {i}")
+        for i, c in enumerate(conversations[:3])
+    ]
+    typing = [pending_reply(c, typing_at=now - SECOND, due_at=now + 60 * SECOND) for c in conversations[3:5]]
+    later = pending_reply(conversations[5], due_at=now + timedelta(hours=1))
+    due_listener, typing_listener = GroupListener(conversations[2].pk), GroupListener(conversations[3].pk)
+    # when: the first due reply's wake-up runs (through Celery, in this process)
+    assert tasks.wake_reply.apply(args=[due[0].pk]).get() == "delivered"
+    # then: every due reply is sent with its one message, every due typing started, at one moment
+    for reply in [*due, *typing, later]:
+        reply.refresh_from_db()
+    [woke_at] = {reply.sent_at for reply in due} | {reply.typing_started_at for reply in typing}
+    for reply in due:
+        [message] = delivered_messages(reply)
+        assert (reply.state, reply.message_id, message.text) == (State.SENT, message.pk, reply.text)
+    assert [(reply.state, delivered_messages(reply)) for reply in typing] == [(State.PENDING, [])] * 2
+    assert (later.state, later.typing_started_at, delivered_messages(later)) == (State.PENDING, None, [])
+    event = due_listener.next_event()
+    assert (event["type"], event["message"]["text"]) == ("message.created", "due 2")
+    assert typing_listener.next_event() == {"type": "typing", "role": "companion", "is_typing": True}
+    # and one wake-up is queued for the typing replies' shared due time (the end of its 100 ms slot)
+    [(task, [named], eta)] = queued_wakeups()
+    slot_end = typing[0].due_at + (-typing[0].due_at.microsecond % 100_000) * timedelta(microseconds=1)
+    assert (task, named in {typing[0].pk, typing[1].pk}, eta) == ("scheduling.wake_reply", True, slot_end)
+
+    # when: the same wake-up again, a delivered reply's own wake-up, a typing reply's own wake-up
+    again = [tasks.wake_reply.apply(args=[reply.pk]).get() for reply in (due[0], due[2], typing[1])]
+    # then: nothing left to do; no second message, no second typing, no new wake-up
+    assert again == ["done", "done", "typing"]
+    assert Message.objects.filter(role=Message.Role.COMPANION).count() == 3
+    assert set(
+        ScheduledReply.objects.filter(pk__in=[reply.pk for reply in typing]).values_list(
+            "typing_started_at", flat=True
+        )
+    ) == {woke_at}
+    assert queued_wakeups() == []
+
+
+def test_wakeups_are_queued_one_per_slot_naming_the_first_reply_of_each(settings, purged_broker):
+    # given: 100 ms slots and a clock on a slot boundary
+    settings.SCHEDULING_WAKE_RESOLUTION_SECONDS = 0.1
+    now = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
+    ms = timedelta(milliseconds=1)
+    # when: events in two slots, one already past, then a late event in a queued slot
+    wakes = [(11, 1010 * ms), (12, 1050 * ms), (13, 1100 * ms), (14, 1130 * ms), (15, -5 * SECOND)]
+    first = reply_wakes_queue(wakes=[(reply_id, now + offset) for reply_id, offset in wakes], now=now)
+    again = reply_wakes_queue(wakes=[(16, now + 1199 * ms)], now=now)
+    # then: one task per slot, at the slot's end; a past event gets the next slot, never now
+    assert (first, again) == (3, 0)
+    assert queued_wakeups() == [
+        ("scheduling.wake_reply", [15], now + 100 * ms),
+        ("scheduling.wake_reply", [11], now + 1100 * ms),
+        ("scheduling.wake_reply", [14], now + 1200 * ms),
+    ]
+
+
+def session_waiting_on_a_row_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_person_message_that_waits_on_a_typing_wakeup_takes_that_typing_back(conversation, purged_broker):
+    # given: a wake-up (another session) has marked the reply typing and not committed yet
+    from tests.scheduling.conftest import wait_for
+
+    now = timezone.now()
+    reply = pending_reply(conversation, typing_at=now - SECOND, due_at=now + 30 * SECOND)
+    listener = GroupListener(conversation.pk)
+    wakeup = psycopg.connect(subprocess_environment()["DATABASE_URL"].replace("postgres://", "postgresql://"))
+    wakeup.execute(
+        "UPDATE scheduling_scheduledreply SET typing_started_at = now() WHERE id = %s", (reply.pk,)
+    )
+    # when: the person writes (the cancellation waits for the row), then the wake-up commits
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            post(conversation, "one more thing")
+        except BaseException as exc:  # asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    wait_for(session_waiting_on_a_row_lock, timeout=30, what="the cancellation to wait on the reply row")
+    wakeup.commit()
+    wakeup.close()
+    writer.join(timeout=30)
+    # then: the reply is cancelled and the typing it showed is taken back
+    assert errors == []
+    reply.refresh_from_db()
+    assert reply.state == State.CANCELLED
+    events = [listener.next_event(), listener.next_event()]
+    assert {"type": "typing", "role": "companion", "is_typing": False} in events
+    assert sorted(event["type"] for event in events) == ["message.created", "typing"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_dispatched_batch_with_one_refused_text_delivers_the_others_and_fails_that_one(person):
     # given: three due replies in three conversations, the middle one's text refused by chat
-    from tests.factories import ConversationFactory
-
     now = timezone.now()
     conversations = [ConversationFactory(person=person) for _ in range(3)]
     texts = ["back~", "   ", "  see you\r\nsoon  "]
@@ -294,8 +421,6 @@ def test_a_dispatched_batch_with_one_refused_text_delivers_the_others_and_fails_
 @pytest.mark.django_db
 def test_a_batch_meeting_an_existing_message_records_it_and_still_delivers_the_rest(person):
     # given: a writer that bypassed the state check already stored the first reply's message
-    from tests.factories import ConversationFactory
-
     now = timezone.now()
     first, second = (
         pending_reply(ConversationFactory(person=person), due_at=now - 2 * SECOND),
@@ -321,8 +446,6 @@ def test_a_batch_meeting_an_existing_message_records_it_and_still_delivers_the_r
 @pytest.mark.django_db(transaction=True)
 def test_race_person_message_against_a_dispatched_batch_200_rounds(conversation, person, purged_broker):
     """The batch path under the same race: sent with one message, or cancelled with none."""
-    from tests.factories import ConversationFactory
-
     other = ConversationFactory(person=person)
     outcomes: Counter[str] = Counter()
     threads = LockstepThreads(2)
