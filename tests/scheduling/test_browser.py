@@ -104,26 +104,37 @@ def companion_messages(page):
     return page.locator('#messages .message[data-role="companion"]')
 
 
+def eat_now_with_the_default_model(
+    page, live_asgi_server: str, start_celery_worker, model_dir, scale: str
+) -> tuple[Conversation, ScheduledReply]:
+    """At lunchtime, with a worker running ``model_dir`` at REPLY_TIME_SCALE ``scale``, the person
+    says "I'm going to eat now"; returns the conversation and the reply planned for it once the
+    read receipt is shown and the plan is stored: pending, delayed, nothing shown yet."""
+    conversation = lunchtime_conversation()
+    start_celery_worker(extra_env={"GENERATOR_MODEL_DIR": str(model_dir), "REPLY_TIME_SCALE": scale})
+    open_chat(page, live_asgi_server, conversation)
+    send(page, EAT)
+    page.wait_for_selector('#messages .message[data-role="person"] .read-receipt', timeout=60_000)
+    planned = wait_for(lambda: reply_for(conversation, EAT), timeout=60, what="the plan")
+    assert (planned.state, planned.is_delayed) == (State.PENDING, True)
+    assert planned.due_at - planned.trigger_message.created_at >= timedelta(minutes=10) * float(scale)
+    assert companion_messages(page).count() == 1  # the greeting from before
+    return conversation, planned
+
+
 @pytest.mark.django_db(transaction=True)
 def test_eat_now_is_read_not_answered_at_once_and_answered_later_after_typing(
     live_asgi_server, browser_page, start_celery_worker, default_model_dir, purged_broker
 ):
     # given: a person chatting with the companion at lunchtime, a worker with the default model,
     # every delay scaled by 0.01 (an hour passes in 36 s)
-    conversation = lunchtime_conversation()
-    start_celery_worker(extra_env={"GENERATOR_MODEL_DIR": str(default_model_dir), "REPLY_TIME_SCALE": "0.01"})
-    page = browser_page
-    open_chat(page, live_asgi_server, conversation)
-
     # when: the person says they are going to eat
-    send(page, EAT)
-
     # then: the companion reads it (the read receipt) and plans a delayed reply, not an instant one
-    page.wait_for_selector('#messages .message[data-role="person"] .read-receipt', timeout=60_000)
-    planned = wait_for(lambda: reply_for(conversation, EAT), timeout=60, what="the plan")
-    assert (planned.state, planned.is_delayed) == (State.PENDING, True)
-    assert planned.due_at - planned.trigger_message.created_at >= timedelta(minutes=10) * 0.01
-    assert companion_messages(page).count() == 1  # the greeting from before
+    page = browser_page
+    _, planned = eat_now_with_the_default_model(
+        page, live_asgi_server, start_celery_worker, default_model_dir, "0.01"
+    )
+
     # and later: typing, then the reply, not before its due time
     companion_messages(page).nth(1).wait_for(timeout=90_000)
     planned.refresh_from_db()
@@ -141,17 +152,13 @@ def test_writing_again_before_the_delayed_reply_arrives_cancels_it(
     live_asgi_server, browser_page, start_celery_worker, default_model_dir, purged_broker
 ):
     # given: the same, with delays scaled by 0.05 (the shortest delay, 10 minutes, is 30 s: time
-    # enough for the plan and the second message on busy cores)
-    conversation = lunchtime_conversation()
-    start_celery_worker(extra_env={"GENERATOR_MODEL_DIR": str(default_model_dir), "REPLY_TIME_SCALE": "0.05"})
-    page = browser_page
-    open_chat(page, live_asgi_server, conversation)
-    send(page, EAT)
-    first = wait_for(lambda: reply_for(conversation, EAT), timeout=60, what="the first plan")
-    assert (first.state, first.is_delayed) == (State.PENDING, True)
+    # enough for the plan and the second message on busy cores), and a delayed reply planned
+    conversation, first = eat_now_with_the_default_model(
+        browser_page, live_asgi_server, start_celery_worker, default_model_dir, "0.05"
+    )
 
     # when: the person writes again before that reply is due
-    send(page, "wait, what are you going to eat?")
+    send(browser_page, "wait, what are you going to eat?")
 
     # then: the first reply is cancelled and never shown; the new message gets a plan of its own
     wait_for(
@@ -168,4 +175,4 @@ def test_writing_again_before_the_delayed_reply_arrives_cancels_it(
     first.refresh_from_db()
     assert first.message_id is None
     assert not Message.objects.filter(scheduled_reply_id=first.pk).exists()
-    assert companion_messages(page).count() == (2 if second.state == State.SENT else 1)  # greeting + ?
+    assert companion_messages(browser_page).count() == (2 if second.state == State.SENT else 1)
