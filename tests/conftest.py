@@ -92,6 +92,9 @@ def default_model_dir() -> Path:
     try:
         with override_settings(GENERATOR_MODEL_DIR=staging):
             call_command("ensure_generator_model", "--preset", "default", stdout=StringIO())
+    except BaseException:  # a failure or a timeout: leave no half-built model behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     finally:
         torch.set_num_threads(threads)
     try:

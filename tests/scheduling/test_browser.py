@@ -25,7 +25,9 @@ from scheduling.models import ScheduledReply
 from tests.factories import CompanionFactory, UserFactory
 from tests.scheduling.conftest import wait_for
 
-pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.slow]
+# The first of these tests may build the default model (minutes, once per version of its
+# sources; see ``default_model_dir``): the suite's 300 s per-test limit would cut that short.
+pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.slow, pytest.mark.timeout(1800)]
 State = ScheduledReply.State
 EAT = "I'm going to eat now"
 
