@@ -128,13 +128,7 @@ def broadcast_messages(messages: Sequence[Message]) -> None:
     notification). The whole batch gets one :data:`PUSH_TIMEOUT_SECONDS`, so a dead Redis
     holds the caller that long, not that long per message.
     """
-    if messages:
-        _push_loop.run(_apush_each(messages), timeout=PUSH_TIMEOUT_SECONDS)
-
-
-async def _apush_each(messages: Sequence[Message]) -> None:
-    for message in messages:
-        await abroadcast_message(message)
+    _push_each([(message.conversation_id, message_created_event(message)) for message in messages])
 
 
 async def abroadcast_message(message: Message) -> None:
@@ -143,10 +137,7 @@ async def abroadcast_message(message: Message) -> None:
     Like the synchronous one run from ``on_commit(..., robust=True)``: a push is a
     notification, and a failed one must not turn a stored message into an error.
     """
-    try:
-        await _apush(message.conversation_id, message_created_event(message))
-    except Exception:
-        logger.exception("Broadcasting message %s failed", message.pk)
+    await _apush_logged(message.conversation_id, message_created_event(message))
 
 
 def broadcast_typing(*, conversation_id: int, role: str, is_typing: bool) -> None:
@@ -160,17 +151,27 @@ def broadcast_typing_each(*, conversation_ids: Sequence[int], role: str, is_typi
     For scheduling's wake-ups, which start typing for every reply whose time came at once: one
     failed push is logged and the rest still go out, under one :data:`PUSH_TIMEOUT_SECONDS`.
     """
-    if conversation_ids:
-        event = typing_event(role=role, is_typing=is_typing)
-        _push_loop.run(_apush_to_each(conversation_ids, event), timeout=PUSH_TIMEOUT_SECONDS)
+    event = typing_event(role=role, is_typing=is_typing)
+    _push_each([(conversation_id, event) for conversation_id in conversation_ids])
 
 
-async def _apush_to_each(conversation_ids: Sequence[int], event: dict[str, Any]) -> None:
-    for conversation_id in conversation_ids:
-        try:
-            await _apush(conversation_id, event)
-        except Exception:
-            logger.exception("Broadcasting %s to conversation %s failed", event["type"], conversation_id)
+def _push_each(pushes: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """``(conversation_id, event)`` pushes, in order, in one hand-off under one timeout."""
+    if pushes:
+        _push_loop.run(_apush_each(pushes), timeout=PUSH_TIMEOUT_SECONDS)
+
+
+async def _apush_each(pushes: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    for conversation_id, event in pushes:
+        await _apush_logged(conversation_id, event)
+
+
+async def _apush_logged(conversation_id: int, event: dict[str, Any]) -> None:
+    """One push whose failure is logged, never raised: a push is a notification."""
+    try:
+        await _apush(conversation_id, event)
+    except Exception:
+        logger.exception("Broadcasting %s to conversation %s failed", event["type"], conversation_id)
 
 
 def broadcast_read(*, conversation_id: int, role: str, up_to: int) -> None:
