@@ -52,30 +52,31 @@ class TrainingExample(NamedTuple):
     time_tokens: int
 
 
-def _time_token_count(tokenizer: Any, completion: str, completion_ids: list[int]) -> int:
-    """How many leading completion tokens spell ``TIME]`` (the token holding "]" included)."""
+def _encode_completion(tokenizer: Any, completion: str) -> tuple[list[int], int]:
+    """The completion's ids, and how many leading ones spell ``TIME]`` (the token holding "]" too).
+
+    One tokenizer call: a fast tokenizer returns the offsets with the ids. A slow one has no
+    offsets, and its completions get no time weighting (count 0).
+    """
     end = completion.find("]")
-    if end < 0:
-        return 0
     try:
-        offsets = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)[
-            "offset_mapping"
-        ]
+        encoded = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)
     except (NotImplementedError, TypeError, ValueError):
-        return 0  # a slow tokenizer has no offsets: no time weighting for it
-    return min(sum(1 for start, _ in offsets if start <= end), len(completion_ids))
+        return list(tokenizer(completion, add_special_tokens=False)["input_ids"]), 0
+    offsets = encoded["offset_mapping"] if end >= 0 else []
+    return list(encoded["input_ids"]), sum(1 for start, _ in offsets if start <= end)
 
 
 def encode_example(tokenizer: Any, prompt: str, completion: str, *, max_length: int) -> TrainingExample:
     """One pair encoded; a long prompt loses its oldest tokens, never the completion."""
     prompt_ids = list(tokenizer(prompt)["input_ids"])
-    text_ids = list(tokenizer(completion, add_special_tokens=False)["input_ids"])
+    text_ids, time_tokens = _encode_completion(tokenizer, completion)
     completion_ids = [*text_ids, tokenizer.eos_token_id][: max_length // 2]
     prompt_ids = prompt_ids[-(max_length - len(completion_ids)) :]
     return TrainingExample(
         prompt_ids + completion_ids,
         [IGNORE] * len(prompt_ids) + completion_ids,
-        _time_token_count(tokenizer, completion, completion_ids),
+        min(time_tokens, len(completion_ids)),
     )
 
 
