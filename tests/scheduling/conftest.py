@@ -115,6 +115,20 @@ def delivered_messages(reply: ScheduledReply) -> list[Message]:
     return list(Message.objects.filter(scheduled_reply_id=reply.pk))
 
 
+def sent_once_or_cancelled(reply: ScheduledReply) -> str:
+    """Assert how a race round ended: sent with exactly its one message, or cancelled with none.
+
+    Returns the reply's state (re-read from the database) for the caller's tally.
+    """
+    reply.refresh_from_db()
+    messages = delivered_messages(reply)
+    if reply.state == ScheduledReply.State.SENT:
+        assert [m.pk for m in messages] == [reply.message_id]
+    else:
+        assert (reply.state, messages) == (ScheduledReply.State.CANCELLED, [])
+    return reply.state
+
+
 def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
     """Poll a real worker's asynchronous effect with a bounded deadline (never a fixed sleep)."""
     deadline = time.monotonic() + timeout
