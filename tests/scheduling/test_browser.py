@@ -89,10 +89,10 @@ def daytime_zone_where_the_model_delays(conversation: Conversation, model_dir) -
     12:54-12:59 it often answers "13:00", which the 10-minute rule makes instant. The test checks
     the reply loop with a delay the model really proposes, not the model's arithmetic.
     """
-    from companion.generator import ReplyGenerator, Turn
-    from scheduling.generation import dialogue_for
+    from companion.generator import Turn
+    from scheduling.generation import dialogue_for, load_generator
 
-    generator = ReplyGenerator.load(model_dir)
+    generator = load_generator(str(model_dir))  # the worker's loader: once per process
     history = conversation.messages.latest("id")
     now = timezone.now()
     for zone in CANDIDATE_ZONES:
