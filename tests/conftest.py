@@ -64,8 +64,17 @@ def tiny_model_dir(tiny_model_build: ModelBuild) -> Path:
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The generator's files that decide the weights of a build (data, tokenizer, model, training).
-MODEL_DEFINING_SOURCES = ("build.py", "corpus.py", "training.py", "transcript.py")
+# The generator's files that decide the weights of a build (data, tokenizer, model, training);
+# the corpus data files under companion/generator/data/corpus/ are added to them.
+MODEL_DEFINING_SOURCES = (
+    "build.py",
+    "conditioning.py",
+    "corpus.py",
+    "corpus_data.py",
+    "sentence_vectors.py",
+    "training.py",
+    "transcript.py",
+)
 
 
 @pytest.fixture(scope="session")
@@ -79,8 +88,10 @@ def default_model_dir() -> Path:
     """
     import torch
 
+    from companion.generator.corpus import corpus_sources
+
     generator = REPO_ROOT / "companion" / "generator"
-    sources = [generator / name for name in MODEL_DEFINING_SOURCES]
+    sources = [generator / name for name in MODEL_DEFINING_SOURCES] + corpus_sources()
     digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
     target = REPO_ROOT / "var" / "test-models" / f"default-{digest}"
     if (target / "config.json").is_file():

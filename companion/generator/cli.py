@@ -55,7 +55,13 @@ def _sampling(args: argparse.Namespace) -> SamplingConfig:
 def _load(args: argparse.Namespace) -> Any:
     from companion.generator.model import ReplyGenerator
 
-    return ReplyGenerator.load(args.model, adapter_dir=args.adapter, device=args.device, merge=args.merge)
+    return ReplyGenerator.load(
+        args.model,
+        adapter_dir=args.adapter,
+        device=args.device,
+        merge=args.merge,
+        time_decoding=args.time_decoding,
+    )
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
@@ -147,7 +153,20 @@ def _format_metrics(metrics: dict[str, Any]) -> str:
             f"  {scenario:14s} n={s['examples']:4d}  bucket accuracy {s['bucket_accuracy']:.3f}"
             f"  delayed {s['delayed_rate']:.3f}"
         )
+    text = metrics["text"]
+    for name, t in [("text", text), *((f"  {lang}", t) for lang, t in text["by_language"].items())]:
+        reasons = " ".join(f"{reason} {count}" for reason, count in t["garbled_reasons"].items() if count)
+        lines.append(
+            f"{name:8s} n={t['replies']:4d}  language match {_rate(t['language_match_rate'])}"
+            f"  distinct {_rate(t['distinct_rate'])}  garbled {_rate(t['garbled_rate'])}"
+            f"{f' ({reasons})' if reasons else ''}"
+            f"  register {_rate(t['register_rate'])} of {t['register_examples']}"
+        )
     return "\n".join(lines)
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -159,8 +178,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rows = read_jsonl(args.data)
     if not rows:
         raise CommandError(f"{args.data} has no rows")
+    if args.limit is not None and args.limit < 1:
+        raise CommandError("--limit must be at least 1")
     _set_threads(args.threads)
     generator = _load(args)
+    predictions: list[dict[str, str]] | None = [] if args.predictions else None
     metrics = evaluate(
         generator,
         rows,
@@ -168,7 +190,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         constrained=not args.unconstrained,
         max_delay=timedelta(minutes=args.max_delay_minutes),
         limit=args.limit,
+        predictions=predictions,
     )
+    if predictions is not None:
+        lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in predictions)
+        args.predictions.write_text(lines, encoding="utf-8")
     print(json.dumps(metrics, indent=2) if args.json else _format_metrics(metrics))
     return 0
 
@@ -184,6 +210,12 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--max-delay-minutes", type=int, default=7 * 24 * 60)
     parser.add_argument("--unconstrained", action="store_true", help="decode without the time constraint")
+    parser.add_argument(
+        "--time-decoding",
+        choices=("distribution", "greedy"),
+        default="distribution",
+        help="choose the time from the model's scores of whole times (default) or digit by digit",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
@@ -226,7 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation = commands.add_parser("eval", help="TimelyChat metrics on evaluation JSONL")
     _model_options(evaluation)
     evaluation.add_argument("--data", type=Path, required=True)
-    evaluation.add_argument("--limit", type=int, default=None)
+    evaluation.add_argument("--limit", type=int, default=None, help="evaluate only the first N rows")
+    evaluation.add_argument(
+        "--predictions",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help='write one JSON line per row: {"at": local time, "text": ...} or {"error": reason}',
+    )
     evaluation.set_defaults(run=cmd_eval)
     return parser
 

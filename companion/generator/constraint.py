@@ -186,8 +186,10 @@ class VocabularyIndex:
         for token_id, text in enumerate(self.texts):
             if token_id in special or not text or "\n" in text or "\r" in text:
                 continue
-            text_ok[token_id] = True
-            non_space[token_id] = bool(text.strip())
+            # A bracket in a reply's text is a transcript fragment ("1] 1시 반이야"): never text.
+            if "[" not in text and "]" not in text:
+                text_ok[token_id] = True
+                non_space[token_id] = bool(text.strip())
             head_length = 0
             while head_length < min(len(text), _MAX_HEAD) and text[head_length] in TIME_ALPHABET:
                 head_length += 1

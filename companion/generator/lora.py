@@ -2,6 +2,8 @@
 
 Saves only the adapter (``adapter_config.json`` + ``adapter_model.safetensors``), the tokenizer
 it was trained with, ``training.json`` and a model card ``README.md`` (data, steps, metrics).
+Over a sentence-conditioned base (``conditioning.py``) the turn-vector projection is trained too,
+in full (it is small), and saved beside the adapter, which then loads with its own projection.
 Reload it with ``ReplyGenerator.load(base_dir, adapter_dir=out_dir)`` (optionally ``merge=True``).
 """
 
@@ -19,13 +21,27 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from companion.generator.build import read_jsonl, training_pairs
-from companion.generator.training import TrainConfig, TrainingExample, _collate, encode_example, train_loop
+from companion.generator.conditioning import ConditionedLM, SentenceConditioning, has_conditioning
+from companion.generator.training import (
+    TextIndex,
+    TrainConfig,
+    TrainingExample,
+    _collate,
+    encode_example,
+    train_loop,
+    vector_table,
+)
 
 __all__ = ["train_lora"]
 
 
 @torch.no_grad()
-def _mean_loss(model: torch.nn.Module, examples: Sequence[TrainingExample], pad_id: int) -> float:
+def _mean_loss(
+    model: torch.nn.Module,
+    examples: Sequence[TrainingExample],
+    pad_id: int,
+    vectors: torch.Tensor | None = None,
+) -> float:
     """Mean completion loss over (at most 64 of) the examples, in batches of 8."""
     model.eval()
     device = next(model.parameters()).device
@@ -33,7 +49,7 @@ def _mean_loss(model: torch.nn.Module, examples: Sequence[TrainingExample], pad_
     total = 0.0
     for start in range(0, len(sample), 8):
         chunk = sample[start : start + 8]
-        total += float(model(**_collate(chunk, pad_id, device)).loss) * len(chunk)
+        total += float(model(**_collate(chunk, pad_id, device, vectors)).loss) * len(chunk)
     return total / len(sample)
 
 
@@ -76,15 +92,23 @@ def train_lora(
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=torch.float32)
-    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(target)
     config = LoraConfig(
         r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM"
     )
     model = get_peft_model(model, config)
+    conditioning = SentenceConditioning.load(base).to(target) if has_conditioning(base) else None
+    trained: torch.nn.Module = model if conditioning is None else ConditionedLM(model, conditioning)
+    text_index = TextIndex() if conditioning is not None else None
     limit = max_length or int(getattr(model.config, "max_position_embeddings", 0) or 1024)
-    examples = [encode_example(tokenizer, p["prompt"], p["completion"], max_length=limit) for p in pairs]
+    examples = [
+        encode_example(tokenizer, p["prompt"], p["completion"], max_length=limit, text_index=text_index)
+        for p in pairs
+    ]
+    vectors = vector_table(text_index.texts) if text_index is not None else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    loss_before = _mean_loss(model, examples, pad_id)
+    loss_before = _mean_loss(trained, examples, pad_id, vectors)
     schedule = TrainConfig(
         steps=steps,
         batch_size=batch_size,
@@ -94,19 +118,22 @@ def train_lora(
         log_every=max(1, min(25, steps // 4)),
     )
     started = time.perf_counter()
-    losses = train_loop(model, examples, schedule, pad_id=pad_id, progress=progress)
+    losses = train_loop(trained, examples, schedule, pad_id=pad_id, progress=progress, vectors=vectors)
     seconds = time.perf_counter() - started
-    loss_after = _mean_loss(model, examples, pad_id)
+    loss_after = _mean_loss(trained, examples, pad_id, vectors)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if conditioning is not None:
+        conditioning.save(out)
+    trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
     info = {
         "base_model": str(base.resolve()),
         "data": {"source": source, "rows": len(pairs), "sha256": hashlib.sha256(raw).hexdigest()},
         "lora": {"rank": rank, "alpha": alpha, "dropout": dropout, "target_modules": target_modules},
+        "sentence_conditioning": conditioning is not None,
         "steps": steps,
         "learning_rate": learning_rate,
         "batch_size": batch_size,

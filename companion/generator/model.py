@@ -12,14 +12,27 @@ Nothing is ever downloaded: every ``from_pretrained`` is ``local_files_only``.
 
 from __future__ import annotations
 
+import copy
+import math
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from companion.generator.constraint import DecodeState, VocabularyIndex, time_window
+from companion.generator.conditioning import SentenceConditioning, has_conditioning, token_turn_texts
+from companion.generator.constraint import DecodeState, TimeWindow, VocabularyIndex, time_window
+from companion.generator.sentence_vectors import SentenceVectors, shared_vectors
+from companion.generator.time_choice import (
+    INSTANT_THRESHOLD,
+    TimeCandidate,
+    choose,
+    day_candidates,
+    grid_candidates,
+    neighbours,
+)
 from companion.generator.transcript import (
     DEFAULT_MAX_DELAY,
     Dialogue,
@@ -54,12 +67,45 @@ def _eos_ids(model: PreTrainedModel, tokenizer: Any) -> set[int]:
     return ids
 
 
-class ReplyGenerator:
-    """Turns a :class:`Dialogue` into a :class:`GeneratedReply` with a causal LM."""
+TimeDecoding = Literal["distribution", "greedy"]
+# Ten-minute prefixes ("13:1") whose last digit is computed exactly (see _clock_log_probs).
+TREE_EXPANDED_PREFIXES = 16
+# Repeating a 3-token sequence inside one reply is how a small model loops ("ok ok ok ok").
+NO_REPEAT_NGRAM = 3
 
-    def __init__(self, model: PreTrainedModel, tokenizer: Any, *, device: str | None = None) -> None:
+
+class ReplyGenerator:
+    """Turns a :class:`Dialogue` into a :class:`GeneratedReply` with a causal LM.
+
+    ``conditioning`` (a sentence projection, see ``conditioning.py``) makes the model read each
+    turn's sentence vector beside its tokens; without it any causal LM works from the text alone.
+    ``time_decoding="distribution"`` (the default) picks the time from the model's probabilities of
+    whole times (``time_choice.py``) when the tokenizer writes a time one character per token (ours
+    does); ``"greedy"``, and any other tokenizer, decodes it digit by digit under the grammar
+    automaton, which works with every tokenizer.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: Any,
+        *,
+        device: str | None = None,
+        conditioning: SentenceConditioning | None = None,
+        vectors: SentenceVectors | None = None,
+        time_decoding: TimeDecoding = "distribution",
+        instant_threshold: float = INSTANT_THRESHOLD,
+    ) -> None:
+        if time_decoding not in ("distribution", "greedy"):
+            raise ValueError(f"time_decoding must be 'distribution' or 'greedy', not {time_decoding!r}")
         self.device = torch.device(device or default_device())
         self.model = model.to(self.device).eval()
+        self.conditioning = conditioning.to(self.device).eval() if conditioning is not None else None
+        self.vectors = (vectors or shared_vectors()) if conditioning is not None else None
+        self.time_decoding = time_decoding
+        self.instant_threshold = instant_threshold
+        self._time_ids: dict[str, list[int]] = {}
+        self._digits: dict[str, int] | None = None
         self.tokenizer = tokenizer
         self.eos_ids = _eos_ids(model, tokenizer)
         vocab_size = model.get_output_embeddings().weight.shape[0]
@@ -76,13 +122,20 @@ class ReplyGenerator:
         adapter_dir: str | Path | None = None,
         device: str | None = None,
         merge: bool = False,
+        time_decoding: TimeDecoding = "distribution",
     ) -> ReplyGenerator:
-        """Load a local model directory (any HF causal LM) and optionally a peft LoRA adapter over it."""
+        """Load a local model directory (any HF causal LM) and optionally a peft LoRA adapter over it.
+
+        A sentence projection next to the model (or a tuned one inside the adapter) is loaded with it.
+        """
         model_path = Path(model_dir)
         if not (model_path / "config.json").is_file():
             raise FileNotFoundError(f"no model at {model_path} (expected a directory with config.json)")
         tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True, dtype=torch.float32)
+        conditioning = SentenceConditioning.load(model_path) if has_conditioning(model_path) else None
+        if adapter_dir is not None and has_conditioning(adapter_dir):
+            conditioning = SentenceConditioning.load(adapter_dir)
         if adapter_dir is not None:
             from peft import PeftModel  # imported here: only adapter users pay for peft
 
@@ -92,10 +145,13 @@ class ReplyGenerator:
             model = PeftModel.from_pretrained(model, adapter_path, local_files_only=True)
             if merge:
                 model = model.merge_and_unload()
-        return cls(model, tokenizer, device=device)
+        return cls(model, tokenizer, device=device, conditioning=conditioning, time_decoding=time_decoding)
 
-    def _prompt_ids(self, dialogue: Dialogue, suffix: str, budget: int) -> torch.Tensor:
-        """Token ids of the prompt, dropping the oldest turns until prompt + budget fits the context."""
+    def _prompt_inputs(
+        self, dialogue: Dialogue, suffix: str, budget: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Token ids of the prompt (``(1, T)``), dropping the oldest turns until prompt + budget fits
+        the context, and for a conditioned model each token's turn vector (``(1, T, 512)``)."""
         turns = dialogue.turns
         while True:
             shortened = Dialogue(
@@ -105,10 +161,181 @@ class ReplyGenerator:
                 persona=dialogue.persona,
                 age_group=dialogue.age_group,
             )
-            ids = self.tokenizer(render_prompt(shortened) + suffix, return_tensors="pt")["input_ids"]
-            if ids.shape[1] + budget <= self.max_length or len(turns) == 1:
-                return ids[:, -(self.max_length - budget) :].to(self.device)
+            text = render_prompt(shortened) + suffix
+            owners: list[str | None] | None = None
+            if self.conditioning is not None:
+                ids, owners = token_turn_texts(self.tokenizer, text)
+            else:
+                ids = list(self.tokenizer(text)["input_ids"])
+            if len(ids) + budget <= self.max_length or len(turns) == 1:
+                keep = self.max_length - budget
+                input_ids = torch.tensor([ids[-keep:]], device=self.device)
+                if owners is None or self.vectors is None:
+                    return input_ids, None
+                owners = owners[-keep:]
+                distinct = [t for t in dict.fromkeys(owners) if t is not None]
+                table = torch.zeros((len(distinct) + 1, self.conditioning.dimension))
+                if distinct:
+                    table[: len(distinct)] = torch.from_numpy(self.vectors.encode(distinct))
+                row_of = {text: row for row, text in enumerate(distinct)}
+                rows = torch.tensor([row_of[o] if o is not None else len(distinct) for o in owners])
+                return input_ids, table[rows].unsqueeze(0).to(self.device)
             turns = turns[1:]
+
+    def _forward(self, input_ids: torch.Tensor, past: Any, added: torch.Tensor | None = None) -> Any:
+        """One forward pass with the KV cache. ``added`` is already projected (``(B, T, hidden)``, or
+        ``(1, 1, hidden)`` broadcast over every token) and joins the token embeddings."""
+        if added is None:
+            return self.model(input_ids=input_ids, past_key_values=past, use_cache=True)
+        embeds = self.model.get_input_embeddings()(input_ids) + added
+        return self.model(inputs_embeds=embeds, past_key_values=past, use_cache=True)
+
+    def _projected(
+        self, token_vectors: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The prompt's projected turn vectors, and what each token after the prompt gets: nothing,
+        since the open reply line carries no vector (see ``conditioning.token_turn_texts``)."""
+        if token_vectors is None or self.conditioning is None:
+            return None, None
+        return self.conditioning(token_vectors), None
+
+    def _time_token_ids(self, time: str) -> list[int]:
+        ids = self._time_ids.get(time)
+        if ids is None:
+            ids = list(self.tokenizer(time + "]", add_special_tokens=False)["input_ids"])
+            self._time_ids[time] = ids
+        return ids
+
+    def _score_times(
+        self,
+        past: Any,
+        last_logits: torch.Tensor,
+        candidates: list[TimeCandidate],
+        reply_vector: torch.Tensor | None,
+    ) -> list[float]:
+        """Log-probability of each candidate's ``TIME]`` after the prompt, all in one batched pass."""
+        sequences = [self._time_token_ids(c.time) for c in candidates]
+        width = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+        for row, sequence in enumerate(sequences):
+            ids[row, : len(sequence)] = torch.tensor(sequence)
+        ids = ids.to(self.device)
+        first = torch.log_softmax(last_logits, dim=-1)[ids[:, 0]]
+        if width == 1:
+            return first.tolist()
+        expanded = copy.deepcopy(past)
+        expanded.batch_repeat_interleave(len(sequences))
+        logits = self._forward(ids[:, :-1], expanded, reply_vector).logits
+        steps = torch.log_softmax(logits.float(), dim=-1).gather(2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        lengths = torch.tensor([len(s) for s in sequences], device=self.device)
+        valid = torch.arange(1, width, device=self.device).unsqueeze(0) < lengths.unsqueeze(1)
+        return (first + (steps * valid).sum(dim=1)).tolist()
+
+    def _digit_token_ids(self) -> dict[str, int] | None:
+        """Token ids of "0".."9", ":" and "+" when each is one token and a TIME tokenizes character by
+        character (our tokenizer); None otherwise (then whole candidates are scored instead)."""
+        if self._digits is None:
+            ids: dict[str, int] = {}
+            for character in "0123456789:+":
+                encoded = self.tokenizer(character, add_special_tokens=False)["input_ids"]
+                if len(encoded) != 1:
+                    self._digits = {}
+                    return None
+                ids[character] = encoded[0]
+            samples = ("00:00", "12:34", "23:59", "07:05")
+            ok = all(self._time_token_ids(t)[:5] == [ids[c] for c in t] for t in samples)
+            self._digits = ids if ok else {}
+        return self._digits or None
+
+    def _clock_log_probs(
+        self,
+        past: Any,
+        last_logits: torch.Tensor,
+        reply_vector: torch.Tensor | None,
+        digits: dict[str, int],
+        prev_clock: int,
+    ) -> torch.Tensor:
+        """Log-probability of every clock ``HH:MM`` (index = minute of the day, shape ``(1440,)``).
+
+        Walks the digit tree level by level, one batched forward per level (3, 24, 24 and about 17
+        one-token sequences on copies of the prompt's KV cache): exact for the hours and ten-minute
+        prefixes, and for the last digit of the likeliest prefixes and the instant minute's.
+        """
+        d = torch.tensor([digits[str(i)] for i in range(10)], device=self.device)
+        colon = digits[":"]
+        first = torch.log_softmax(last_logits, dim=-1)
+        cache = copy.deepcopy(past)
+        cache.batch_repeat_interleave(3)
+        step = self._forward(d[:3].unsqueeze(1), cache, reply_vector).logits[:, -1].float()
+        second = torch.log_softmax(step, dim=-1)  # (3, V): the hour's second digit after 0, 1, 2
+        tens = torch.tensor([h // 10 for h in range(24)], device=self.device)
+        units = torch.tensor([h % 10 for h in range(24)], device=self.device)
+        hour = first[d[tens]] + second[tens, d[units]]  # (24,)
+        cache.batch_select_indices(tens)
+        step = self._forward(d[units].unsqueeze(1), cache, reply_vector).logits[:, -1].float()
+        hour = hour + torch.log_softmax(step, dim=-1)[:, colon]
+        colons = torch.full((24, 1), colon, device=self.device)
+        step = self._forward(colons, cache, reply_vector).logits[:, -1].float()
+        minute_tens = torch.log_softmax(step, dim=-1)[:, d[:6]]  # (24, 6)
+        prefix = (hour.view(24, 1) + minute_tens).reshape(144)  # "HH:M", index 6 * hour + tens
+        # The last digit only where it can matter: the likeliest ten-minute prefixes and the
+        # instant minute's; elsewhere the prefix's mass is spread evenly over its ten minutes.
+        # (Expanding all 144 would copy the KV cache 144 times, most of a reply's time.)
+        chosen = torch.topk(prefix, TREE_EXPANDED_PREFIXES).indices
+        instant = torch.tensor([prev_clock // 10], device=self.device)
+        chosen = torch.unique(torch.cat([chosen, instant]))
+        total = (prefix - math.log(10)).view(144, 1).repeat(1, 10)
+        cache.batch_select_indices(chosen // 6)
+        step = self._forward(d[chosen % 6].unsqueeze(1), cache, reply_vector).logits[:, -1].float()
+        total[chosen] = prefix[chosen].view(-1, 1) + torch.log_softmax(step, dim=-1)[:, d]
+        return total.reshape(1440)
+
+    def _tree_candidates(
+        self, output: Any, window: TimeWindow, reply_vector: torch.Tensor | None, digits: dict[str, int]
+    ) -> tuple[list[TimeCandidate], list[float]]:
+        """Every allowed clock of the next 23 hours with its exact log-probability, plus ``+1d`` grid
+        candidates when the model gives a day count any weight."""
+        past, last_logits = output.past_key_values, output.logits[0, -1].float()
+        clocks = self._clock_log_probs(past, last_logits, reply_vector, digits, window.prev_clock).tolist()
+        candidates: list[TimeCandidate] = []
+        log_probs: list[float] = []
+        for candidate in day_candidates(window):
+            candidates.append(candidate)
+            log_probs.append(clocks[(window.prev_clock + candidate.minutes) % 1440])
+        plus = float(torch.log_softmax(last_logits, dim=-1)[digits["+"]])
+        later = [c for c in grid_candidates(window) if c.minutes >= 1440]
+        if later and plus > math.log(0.01):
+            candidates += later
+            log_probs += self._score_times(past, last_logits, later, reply_vector)
+        return candidates, log_probs
+
+    def _choose_time(
+        self, output: Any, window: TimeWindow, sampling: SamplingConfig, reply_vector: torch.Tensor | None
+    ) -> str:
+        """The reply's TIME, decided from the model's probabilities of whole times (``time_choice``).
+
+        ``output`` is the prompt's forward pass; its KV cache is copied, never extended, so the
+        text can be decoded on from it afterwards.
+        """
+        past, last_logits = output.past_key_values, output.logits[0, -1].float()
+        rng = random.Random(sampling.seed) if sampling.temperature > 0 else None
+        digits = self._digit_token_ids()
+        assert digits is not None  # generate() takes this path only for a digit-per-token tokenizer
+        candidates, log_probs = self._tree_candidates(output, window, reply_vector, digits)
+        chosen = choose(
+            candidates,
+            log_probs,
+            instant_threshold=self.instant_threshold,
+            temperature=sampling.temperature,
+            rng=rng,
+        )
+        if chosen.weight == 1:
+            return chosen.time
+        # A "+1d" grid candidate (30 minutes apart): the exact minute around it.
+        around = neighbours(chosen, window, radius=15)
+        scores = self._score_times(past, last_logits, around, reply_vector)
+        return around[max(range(len(around)), key=scores.__getitem__)].time
 
     @torch.no_grad()
     def generate(
@@ -129,6 +356,13 @@ class ReplyGenerator:
         previous = dialogue.last_at
         window = time_window(previous, dialogue.time_zone, max_delay)
         forced = ""
+        if (
+            constrained
+            and forced_at is None
+            and self.time_decoding == "distribution"
+            and self._digit_token_ids() is not None
+        ):
+            return self._generate_from_distribution(dialogue, sampling, window, max_delay)
         if forced_at is not None:
             if forced_at.tzinfo is None:
                 raise TranscriptError("forced_at must be timezone-aware")
@@ -139,34 +373,70 @@ class ReplyGenerator:
                 f"max_new_tokens={sampling.max_new_tokens} is too small to write a time and a text "
                 f"(need {self.index.min_new_tokens(window)})"
             )
-        input_ids = self._prompt_ids(dialogue, forced, sampling.max_new_tokens)
+        input_ids, token_vectors = self._prompt_inputs(dialogue, forced, sampling.max_new_tokens)
         state = DecodeState(self.index, window, prefix=forced) if constrained else None
-        generated = self._decode(input_ids, sampling, state)
-        completion = forced + self.index.decode(generated)
+        generated = self._decode(input_ids, sampling, state, token_vectors)
+        at, text, completion = self._parsed(forced + self.index.decode(generated), dialogue, max_delay)
+        if forced_at is not None:
+            at = forced_at.astimezone(zone(dialogue.time_zone))
+        return GeneratedReply(at=at, text=text, completion=completion, constrained=constrained)
+
+    def _generate_from_distribution(
+        self, dialogue: Dialogue, sampling: SamplingConfig, window: TimeWindow, max_delay: timedelta
+    ) -> GeneratedReply:
+        """One prompt pass: score whole times on it, then decode the text on from its KV cache."""
+        input_ids, token_vectors = self._prompt_inputs(dialogue, "", sampling.max_new_tokens)
+        prompt_added, reply_vector = self._projected(token_vectors)
+        output = self._forward(input_ids, None, prompt_added)
+        time = self._choose_time(output, window, sampling, reply_vector)
+        state = DecodeState(self.index, window, prefix=time + "]")
+        time_ids = torch.tensor([self._time_token_ids(time)], device=self.device)
+        generated = self._decode(
+            time_ids, sampling, state, past=output.past_key_values, reply_vector=reply_vector
+        )
+        at, text, completion = self._parsed(time + "]" + self.index.decode(generated), dialogue, max_delay)
+        return GeneratedReply(at=at, text=text, completion=completion, constrained=True)
+
+    @staticmethod
+    def _parsed(completion: str, dialogue: Dialogue, max_delay: timedelta) -> tuple[datetime, str, str]:
         try:
             at, text = parse_completion(
-                completion, previous=previous, time_zone=dialogue.time_zone, max_delay=max_delay
+                completion, previous=dialogue.last_at, time_zone=dialogue.time_zone, max_delay=max_delay
             )
         except InvalidCompletion as error:
             raise GenerationFailed(
                 f"the model's completion does not parse: {error}", completion=completion, reason=error.reason
             ) from error
-        if forced_at is not None:
-            at = forced_at.astimezone(zone(dialogue.time_zone))
-        return GeneratedReply(at=at, text=text, completion=completion, constrained=constrained)
+        return at, text, completion
 
     def _decode(
-        self, input_ids: torch.Tensor, sampling: SamplingConfig, state: DecodeState | None
+        self,
+        input_ids: torch.Tensor,
+        sampling: SamplingConfig,
+        state: DecodeState | None,
+        token_vectors: torch.Tensor | None = None,
+        past: Any = None,
+        reply_vector: torch.Tensor | None = None,
     ) -> list[int]:
-        """Sample up to ``max_new_tokens`` ids after ``input_ids`` (shape ``(1, T)``), EOS excluded."""
+        """Sample up to ``max_new_tokens`` ids after ``input_ids`` (shape ``(1, T)``), EOS excluded.
+
+        ``past`` is the KV cache of what came before ``input_ids`` (None: ``input_ids`` is the whole
+        prompt). ``token_vectors`` go with ``input_ids``; every token after them gets
+        ``reply_vector`` (projected; by default the reply line's, which is none). Under
+        the constraint, the text never repeats a 3-token sequence (no loops).
+        """
+        prompt_added, line_added = self._projected(token_vectors)
+        if reply_vector is None:
+            reply_vector = line_added
         generator = None
         if sampling.seed is not None and sampling.temperature > 0:
             generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
         generated: list[int] = []
-        past: Any = None
         step_input = input_ids
+        text_tokens: list[int] = []
         for step in range(sampling.max_new_tokens):
-            output = self.model(input_ids=step_input, past_key_values=past, use_cache=True)
+            added = prompt_added if step == 0 and prompt_added is not None else reply_vector
+            output = self._forward(step_input, past, added)
             past = output.past_key_values
             logits = output.logits[0, -1].float()
             if state is not None:
@@ -176,11 +446,19 @@ class ReplyGenerator:
                         f"no token of this tokenizer can continue the time {state.prefix!r}"
                     )
                 logits = logits + mask
+                if state.in_text:
+                    banned = _repeating(text_tokens, NO_REPEAT_NGRAM)
+                    if banned:
+                        logits[list(banned)] = float("-inf")
+                        if torch.isinf(logits).all():
+                            break
             token = self._pick(logits, sampling, generator)
             if token in self.eos_ids:
                 break
             generated.append(token)
             if state is not None:
+                if state.in_text:
+                    text_tokens.append(token)
                 state.advance(token)
             step_input = torch.tensor([[token]], device=self.device)
         return generated
@@ -198,3 +476,11 @@ class ReplyGenerator:
             logits = logits.scatter(0, order[drop], float("-inf"))
         probabilities = torch.softmax(logits, dim=-1)
         return int(torch.multinomial(probabilities, 1, generator=generator))
+
+
+def _repeating(tokens: list[int], n: int) -> set[int]:
+    """Tokens that would complete an n-gram already present in ``tokens``."""
+    if len(tokens) < n - 1:
+        return set()
+    tail = tuple(tokens[len(tokens) - (n - 1) :])
+    return {tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tuple(tokens[i : i + n - 1]) == tail}

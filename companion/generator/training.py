@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-__all__ = ["TrainConfig", "TrainingExample", "encode_example", "train_loop"]
+__all__ = ["TextIndex", "TrainConfig", "TrainingExample", "encode_example", "train_loop", "vector_table"]
 
 IGNORE = -100
 
@@ -45,11 +45,29 @@ class TrainConfig:
 
 
 class TrainingExample(NamedTuple):
-    """One encoded pair: ids, labels (-100 over the prompt) and how many completion tokens are the time."""
+    """One encoded pair: ids, labels (-100 over the prompt), how many completion tokens are the time,
+    and (for a sentence-conditioned model) each token's row in the vector table, -1 for none."""
 
     input_ids: list[int]
     labels: list[int]
     time_tokens: int
+    vector_rows: list[int] | None = None
+
+
+class TextIndex:
+    """Interns the turn texts of encoded examples: row ``i`` of the vector table is ``texts[i]``."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, int] = {}
+
+    def __call__(self, text: str | None) -> int:
+        if text is None:
+            return -1
+        return self.rows.setdefault(text, len(self.rows))
+
+    @property
+    def texts(self) -> list[str]:
+        return list(self.rows)
 
 
 def _encode_completion(tokenizer: Any, completion: str) -> tuple[list[int], int]:
@@ -67,16 +85,38 @@ def _encode_completion(tokenizer: Any, completion: str) -> tuple[list[int], int]
     return list(encoded["input_ids"]), sum(1 for start, _ in offsets if start <= end)
 
 
-def encode_example(tokenizer: Any, prompt: str, completion: str, *, max_length: int) -> TrainingExample:
-    """One pair encoded; a long prompt loses its oldest tokens, never the completion."""
-    prompt_ids = list(tokenizer(prompt)["input_ids"])
+def encode_example(
+    tokenizer: Any,
+    prompt: str,
+    completion: str,
+    *,
+    max_length: int,
+    text_index: TextIndex | None = None,
+) -> TrainingExample:
+    """One pair encoded; a long prompt loses its oldest tokens, never the completion.
+
+    With ``text_index`` each token also records the row of the turn text whose vector it carries
+    (the sentence-vector conditioning, see ``conditioning.token_turn_texts``).
+    """
+    rows: list[int] | None = None
+    if text_index is None:
+        prompt_ids = list(tokenizer(prompt)["input_ids"])
+    else:
+        from companion.generator.conditioning import token_turn_texts
+
+        prompt_ids, owners = token_turn_texts(tokenizer, prompt)
+        rows = [text_index(owner) for owner in owners]
     text_ids, time_tokens = _encode_completion(tokenizer, completion)
     completion_ids = [*text_ids, tokenizer.eos_token_id][: max_length // 2]
-    prompt_ids = prompt_ids[-(max_length - len(completion_ids)) :]
+    keep = max_length - len(completion_ids)
+    prompt_ids = prompt_ids[-keep:]
+    if rows is not None:
+        rows = rows[-keep:] + [-1] * len(completion_ids)
     return TrainingExample(
         prompt_ids + completion_ids,
         [IGNORE] * len(prompt_ids) + completion_ids,
         min(time_tokens, len(completion_ids)),
+        rows,
     )
 
 
@@ -94,9 +134,13 @@ def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> lis
 
 
 def _collate(
-    examples: Sequence[TrainingExample], pad_id: int, device: torch.device
+    examples: Sequence[TrainingExample],
+    pad_id: int,
+    device: torch.device,
+    vectors: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The model's inputs (``input_ids``, ``labels``, ``attention_mask``) for a batch, right-padded."""
+    """The model's inputs (``input_ids``, ``labels``, ``attention_mask``) for a batch, right-padded;
+    with a vector table (``(texts + 1, 512)``, its last row zeros) also ``token_vectors``."""
     width = max(len(example.input_ids) for example in examples)
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
@@ -105,11 +149,22 @@ def _collate(
         input_ids[row, : len(example.input_ids)] = torch.tensor(example.input_ids)
         labels[row, : len(example.labels)] = torch.tensor(example.labels)
         attention[row, : len(example.input_ids)] = 1
-    return {
+    batch = {
         "input_ids": input_ids.to(device),
         "labels": labels.to(device),
         "attention_mask": attention.to(device),
     }
+    if vectors is not None:
+        zero_row = vectors.shape[0] - 1
+        rows = torch.full((len(examples), width), zero_row, dtype=torch.long)
+        for row, example in enumerate(examples):
+            if example.vector_rows is None:
+                raise ValueError("a conditioned model needs examples encoded with a text index")
+            rows[row, : len(example.vector_rows)] = torch.tensor(
+                [zero_row if r < 0 else r for r in example.vector_rows]
+            )
+        batch["token_vectors"] = vectors[rows].to(device)
+    return batch
 
 
 def _time_mask(examples: Sequence[TrainingExample], width: int, device: torch.device) -> torch.Tensor:
@@ -125,7 +180,10 @@ def _weighted_loss(
     model: torch.nn.Module, batch: dict[str, torch.Tensor], time_mask: torch.Tensor, config: TrainConfig
 ) -> torch.Tensor:
     """Next-token loss: completion text 1, its time tokens ``time_weight``, prompt ``prompt_weight``."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    extra = {"token_vectors": batch["token_vectors"]} if "token_vectors" in batch else {}
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **extra).logits[
+        :, :-1
+    ]
     targets = batch["input_ids"][:, 1:]
     completion = batch["labels"][:, 1:] != IGNORE
     present = batch["attention_mask"][:, 1:] == 1
@@ -142,8 +200,12 @@ def train_loop(
     *,
     pad_id: int,
     progress: Callable[[str], None] | None = None,
+    vectors: torch.Tensor | None = None,
 ) -> list[float]:
-    """Train the parameters that require grad; returns the loss of every step."""
+    """Train the parameters that require grad; returns the loss of every step.
+
+    ``vectors`` is the sentence-vector table of a conditioned model (see :func:`_collate`).
+    """
     if not examples:
         raise ValueError("no training examples")
     device = next(model.parameters()).device
@@ -166,7 +228,7 @@ def train_loop(
         if not queue:
             queue = _batches(lengths, config.batch_size, rng)
         chosen = [examples[i] for i in queue.pop()]
-        batch = _collate(chosen, pad_id, device)
+        batch = _collate(chosen, pad_id, device, vectors)
         if config.prompt_weight or config.time_weight != 1.0:
             loss = _weighted_loss(
                 model, batch, _time_mask(chosen, batch["input_ids"].shape[1], device), config
@@ -184,3 +246,22 @@ def train_loop(
             progress(f"step {step + 1}/{config.steps} loss {sum(recent) / len(recent):.4f}")
     model.eval()
     return losses
+
+
+def vector_table(
+    texts: Sequence[str], vectors: Any = None, progress: Callable[[str], None] | None = None
+) -> torch.Tensor:
+    """The ``(len(texts) + 1, 512)`` float table of the texts' sentence vectors; the last row is zeros."""
+    import numpy as np
+
+    from companion.generator.sentence_vectors import DIMENSION, shared_vectors
+
+    encoder = vectors or shared_vectors()
+    rows = [np.zeros((0, DIMENSION), dtype=np.float32)]
+    step = 2048
+    for start in range(0, len(texts), step):
+        rows.append(encoder.encode(list(texts[start : start + step])))
+        if progress:
+            progress(f"sentence vectors: {min(start + step, len(texts))}/{len(texts)}")
+    rows.append(np.zeros((1, DIMENSION), dtype=np.float32))
+    return torch.from_numpy(np.concatenate(rows))

@@ -53,7 +53,7 @@ def foreign_tokenizer(corpus_texts: list[str]) -> PreTrainedTokenizerFast:
         [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
     )
     trainer = trainers.BpeTrainer(
-        vocab_size=900, special_tokens=["<unk>", "<s>", "</s>", *byte_tokens], show_progress=False
+        vocab_size=2000, special_tokens=["<unk>", "<s>", "</s>", *byte_tokens], show_progress=False
     )
     tokenizer.train_from_iterator(corpus_texts, trainer)
     tokenizer.post_processor = processors.TemplateProcessing(

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -124,6 +125,74 @@ def test_eval_json_reports_the_timelychat_metrics(
             "tn",
         }
         assert sum(metrics[name][k] for k in ("tp", "fp", "fn", "tn")) == 6
+
+
+def test_eval_predictions_one_line_per_example_in_order(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from companion.generator import ReplyGenerator
+    from companion.generator.build import read_jsonl
+
+    data = tiny_model_dir / "data" / "val.jsonl"
+    predictions = tmp_path / "predictions.jsonl"
+    argv = ["eval", "--model", str(tiny_model_dir), "--data", str(data), "--limit", "5", "--json"]
+
+    code, out, _ = run([*argv, "--predictions", str(predictions)], capsys)
+
+    assert code == 0
+    records = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 5
+    # The same replies, in the same order, as the model gives row by row (greedy decoding).
+    generator = ReplyGenerator.load(tiny_model_dir)
+    expected = []
+    for obj in read_jsonl(data)[:5]:
+        dialogue, _ = dialogue_from_json(obj)
+        reply = generator.generate(dialogue)
+        local = reply.at.astimezone(ZoneInfo(dialogue.time_zone))
+        expected.append({"at": local.strftime("%Y-%m-%dT%H:%M"), "text": reply.text})
+    assert records == expected
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d", r["at"]) for r in records)
+    text = json.loads(out)["text"]
+    assert text["replies"] == 5
+    assert set(text) == {
+        "replies",
+        "language_match_rate",
+        "distinct_rate",
+        "garbled_rate",
+        "garbled_reasons",
+        "register_rate",
+        "register_examples",
+        "by_language",
+    }
+    assert text["distinct_rate"] == len({r["text"] for r in records}) / 5
+
+
+def test_eval_predictions_record_failed_generations(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tiny_model_dir / "data" / "val.jsonl"
+    predictions = tmp_path / "predictions.jsonl"
+    # One unconstrained token cannot be "TIME] TEXT": every row fails to parse.
+    argv = ["eval", "--model", str(tiny_model_dir), "--data", str(data), "--limit", "3", "--unconstrained"]
+
+    code, out, _ = run([*argv, "--max-new-tokens", "1", "--predictions", str(predictions)], capsys)
+
+    assert code == 0
+    records = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 3
+    assert all(set(record) == {"error"} and record["error"] for record in records)
+    assert "examples 3  valid-format rate 0.000  parse failures 3" in out
+    assert "text     n=   0  language match -  distinct -  garbled -  register - of 0" in out
+
+
+def test_eval_rejects_a_limit_below_one(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tiny_model_dir / "data" / "val.jsonl"
+    argv = ["eval", "--model", str(tiny_model_dir), "--data", str(data), "--limit", "0"]
+
+    code, out, err = run(argv, capsys)
+
+    assert (code, out) == (2, "")
+    assert err == "python -m companion.generator eval: error: --limit must be at least 1\n"
 
 
 def test_eval_rejects_a_broken_data_file(

@@ -21,8 +21,8 @@ def adapter_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
         [example] * 4,
         base_dir=tiny_model_dir,
         out_dir=tmp_path_factory.mktemp("lora") / "adapter",
-        steps=30,
-        learning_rate=1e-2,
+        steps=100,
+        learning_rate=2e-2,
         batch_size=4,
         seed=0,
     )
@@ -41,6 +41,7 @@ def test_adapter_changes_the_reply_time(tiny_model_dir: Path, adapter_dir: Path)
 
     assert base.at != TARGET
     assert tuned.at == TARGET
+    assert ReplyGenerator.load(tiny_model_dir, adapter_dir=adapter_dir).conditioning is not None
     assert tuned.completion == "09:15] good morning!"
     assert merged.completion == tuned.completion
 
@@ -50,12 +51,15 @@ def test_adapter_directory_and_model_card(adapter_dir: Path) -> None:
 
     assert (adapter_dir / "adapter_config.json").is_file()
     assert (adapter_dir / "adapter_model.safetensors").is_file()
-    assert info["steps"] == 30
+    # The tiny model is sentence-conditioned: its projection is tuned and saved with the adapter.
+    assert info["sentence_conditioning"] is True
+    assert (adapter_dir / "sentence_conditioning.safetensors").is_file()
+    assert info["steps"] == 100
     assert info["data"]["rows"] == 4
     assert info["data"]["source"] == "in-memory rows"
     assert info["metrics"]["completion_loss_after"] < info["metrics"]["completion_loss_before"]
     card = (adapter_dir / "README.md").read_text()
-    assert "steps: 30" in card
+    assert "steps: 100" in card
     assert "4 prompt/completion pairs" in card
 
 

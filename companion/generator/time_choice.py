@@ -1,0 +1,145 @@
+"""Choosing the reply's time from the model's whole distribution over times, not digit by digit.
+
+Greedy digit-by-digit decoding commits to the first digit before it has weighed the rest: a
+model split between "now" (``12:34``) and "in 40 minutes" (``13:14``) writes ``1`` then whatever
+follows, and a clock a few minutes *before* the last message (``12:31``) reads as a 23 h 57 min
+delay. Here the model scores whole candidate TIMEs instead:
+
+1. **Candidates.** With our tokenizer (one token per digit) the model computes the probability
+   of every clock of the next 23 hours exactly, walking the digit tree in four batched steps
+   (:func:`day_candidates`, ``ReplyGenerator._clock_log_probs``); ``+1d`` clocks on a 30-minute
+   grid join when the model gives a day count any weight. With any other tokenizer
+   (:func:`grid_candidates`): the instant minute, each of the next four minutes, then every clock
+   on a 5-minute grid up to 23 hours later, and the ``+1d`` grid, each candidate standing for
+   ``weight`` minutes of the delay axis, so ``probability * weight`` estimates the mass around it.
+   Clocks of the last hour before the previous turn (a 23-24 h delay) are left out: the corpus
+   never teaches such a delay, and a model that writes one has almost surely missed the instant
+   minute.
+2. **Decision** (:func:`choose`): the reply is instant when the mass of delays under 5 minutes
+   reaches ``instant_threshold`` of the whole. Otherwise the reply goes to the most probable
+   delayed time (the mode: a probability per minute, not a mass, so that a wide bucket cannot win
+   on breadth: a vague model spreads a little mass over the 720 minutes of "12 h+", and that
+   would outweigh a sharp peak at "in 90 minutes").
+3. **Refinement** (:func:`neighbours`, grid candidates only): the exact minutes around that
+   candidate are scored and the most probable is the answer, so "wake me at 6:47" can still come
+   out at 06:47.
+
+Pure Python: the model scores candidates, this module only decides.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from companion.generator.constraint import TimeWindow
+
+__all__ = ["INSTANT_THRESHOLD", "TimeCandidate", "choose", "day_candidates", "grid_candidates", "neighbours"]
+
+INSTANT_THRESHOLD = 0.5
+BUCKET_EDGES = (5, 30, 120, 360, 720)  # minutes, the evaluation's six buckets
+_LAST_DAY0 = 23 * 60  # delays of 23-24 h are never candidates (see the module docstring)
+
+
+@dataclass(frozen=True)
+class TimeCandidate:
+    """A TIME (``"13:10"`` or ``"+1d 09:00"``), its delay in window minutes, and the minutes it stands for."""
+
+    time: str
+    minutes: int
+    weight: float
+
+    @property
+    def bucket(self) -> int:
+        return bisect.bisect_right(BUCKET_EDGES, self.minutes)
+
+
+def _render(window: TimeWindow, total: int) -> str:
+    days, offset = divmod(total, 1440)
+    clock = (window.prev_clock + offset) % 1440
+    text = f"{clock // 60:02d}:{clock % 60:02d}"
+    return f"+{days}d {text}" if days else text
+
+
+def _allowed(window: TimeWindow, total: int) -> bool:
+    return 0 <= total <= window.max_total and not (_LAST_DAY0 < total < 1440)
+
+
+@lru_cache(maxsize=4096)
+def grid_candidates(window: TimeWindow) -> list[TimeCandidate]:
+    """The candidates of step 1, in increasing delay."""
+    candidates = [TimeCandidate(_render(window, m), m, 1.0) for m in range(5) if _allowed(window, m)]
+    for total in range(5, min(_LAST_DAY0, window.max_total) + 1):
+        if (window.prev_clock + total) % 5 == 0:
+            candidates.append(TimeCandidate(_render(window, total), total, 5.0))
+    for total in range(1440, min(2 * 1440 - 1, window.max_total) + 1):
+        if (window.prev_clock + total) % 30 == 0:
+            candidates.append(TimeCandidate(_render(window, total), total, 30.0))
+    return candidates
+
+
+@lru_cache(maxsize=4096)
+def day_candidates(window: TimeWindow) -> list[TimeCandidate]:
+    """Every minute of the next 23 hours that the window allows, as ``HH:MM`` candidates of weight 1
+    (for a model whose whole clock distribution is computed exactly, see ``model.py``)."""
+    return [
+        TimeCandidate(_render(window, total), total, 1.0)
+        for total in range(min(_LAST_DAY0, window.max_total) + 1)
+    ]
+
+
+def neighbours(candidate: TimeCandidate, window: TimeWindow, radius: int) -> list[TimeCandidate]:
+    """The exact minutes within ``radius`` of ``candidate`` that stay in its bucket and the window."""
+    found = []
+    for total in range(candidate.minutes - radius, candidate.minutes + radius + 1):
+        option = TimeCandidate(_render(window, total), total, 1.0)
+        if _allowed(window, total) and option.bucket == candidate.bucket:
+            found.append(option)
+    return found
+
+
+def choose(
+    candidates: Sequence[TimeCandidate],
+    log_probs: Sequence[float],
+    *,
+    instant_threshold: float = INSTANT_THRESHOLD,
+    temperature: float = 0.0,
+    rng: random.Random | None = None,
+) -> TimeCandidate:
+    """Step 2: the instant candidate, or the most probable delayed one.
+
+    With ``temperature > 0`` a bucket is sampled from the (tempered) bucket masses instead, and
+    the candidate within it from its probabilities.
+    """
+    if not candidates or len(candidates) != len(log_probs):
+        raise ValueError("choose() needs one log-probability per candidate")
+    top = max(log_probs)
+    probabilities = [math.exp(lp - top) for lp in log_probs]
+    masses = [p * c.weight for p, c in zip(probabilities, candidates, strict=True)]
+    buckets = [c.bucket for c in candidates]
+    by_bucket: dict[int, float] = {}
+    for candidate_bucket, mass in zip(buckets, masses, strict=True):
+        by_bucket[candidate_bucket] = by_bucket.get(candidate_bucket, 0.0) + mass
+    total = sum(masses)
+    instant = [c for c in candidates if c.minutes == 0]
+    if temperature > 0:
+        rng = rng or random.Random()
+        options = sorted(by_bucket)
+        weights = [(by_bucket[b] / total) ** (1 / temperature) for b in options]
+        chosen_bucket = rng.choices(options, weights)[0]
+        if chosen_bucket == 0 and instant:
+            return instant[0]
+        members = [
+            (c, p) for c, p in zip(candidates, probabilities, strict=True) if c.bucket == chosen_bucket
+        ]
+        return rng.choices([c for c, _ in members], [p ** (1 / temperature) for _, p in members])[0]
+    if instant and by_bucket.get(0, 0.0) >= instant_threshold * total:
+        return instant[0]
+    delayed = [i for i, b in enumerate(buckets) if b > 0]
+    if not delayed:
+        return instant[0] if instant else candidates[max(range(len(masses)), key=masses.__getitem__)]
+    return candidates[max(delayed, key=probabilities.__getitem__)]
