@@ -48,7 +48,7 @@ def test_split_mass_is_decided_as_a_whole_not_digit_by_digit() -> None:
     # Instant 0.3; "about 45 minutes" spread over 13:10-13:30 (0.12 per 5-minute slot): the delay wins,
     # although the single most probable time is the instant one.
     spread = {"13:10": 0.02, "13:15": 0.025, "13:20": 0.028, "13:25": 0.025, "13:30": 0.02}
-    chosen = choose(candidates, _log_probs(candidates, {"12:34": 0.3, **spread}, 1e-6))
+    chosen = choose(candidates, _log_probs(candidates, {"12:34": 0.3, **spread}, 1e-6), instant_threshold=0.5)
 
     assert chosen.time == "13:20"
     assert chosen.bucket == 2
