@@ -114,9 +114,13 @@ def test_labels_teach_the_tiny_model_to_wait(
     # Then, greedy on the unseen probe: the labelled model waits 90 minutes, the control does not
     probe = dialogue_until(conversation=probe_task.conversation, last_turn=probe_messages[2])
     greedy = SamplingConfig(temperature=0.0)
-    waited = ReplyGenerator.load(base, adapter_dir=labelled).generate(probe, sampling=greedy)
-    instant = ReplyGenerator.load(base, adapter_dir=control).generate(probe, sampling=greedy)
-    untrained = ReplyGenerator.load(base).generate(probe, sampling=greedy)
+    # Digit by digit: a few seconds of LoRA leave the tiny model's time distribution too flat for
+    # the whole-distribution decision (its mass spreads over all 1440 minutes), while its most
+    # likely digits already say what the labels taught, which is what this test is about.
+    digits = {"time_decoding": "greedy"}
+    waited = ReplyGenerator.load(base, adapter_dir=labelled, **digits).generate(probe, sampling=greedy)
+    instant = ReplyGenerator.load(base, adapter_dir=control, **digits).generate(probe, sampling=greedy)
+    untrained = ReplyGenerator.load(base, **digits).generate(probe, sampling=greedy)
     last_clock = probe.turns[-1].at.astimezone(waited.at.tzinfo)
     print(f"untrained tiny base: [{untrained.completion[:6]} after [{last_clock:%H:%M}]")
 
