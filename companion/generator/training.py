@@ -251,12 +251,16 @@ def train_loop(
 def vector_table(
     texts: Sequence[str], vectors: Any = None, progress: Callable[[str], None] | None = None
 ) -> torch.Tensor:
-    """The ``(len(texts) + 1, 512)`` float table of the texts' sentence vectors; the last row is zeros."""
+    """The ``(len(texts) + 1, 512)`` float table of the texts' sentence vectors; the last row is zeros.
+
+    By default a fresh cache encodes them in this exact order and these batches: vectors computed
+    earlier in the process (other batches, so other float rounding) must not change a build.
+    """
     import numpy as np
 
-    from companion.generator.sentence_vectors import DIMENSION, shared_vectors
+    from companion.generator.sentence_vectors import DIMENSION, SentenceVectors, shared_encoder
 
-    encoder = vectors or shared_vectors()
+    encoder = vectors or SentenceVectors(shared_encoder())
     rows = [np.zeros((0, DIMENSION), dtype=np.float32)]
     step = 2048
     for start in range(0, len(texts), step):
