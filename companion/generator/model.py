@@ -190,14 +190,12 @@ class ReplyGenerator:
         embeds = self.model.get_input_embeddings()(input_ids) + added
         return self.model(inputs_embeds=embeds, past_key_values=past, use_cache=True)
 
-    def _projected(
-        self, token_vectors: torch.Tensor | None
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The prompt's projected turn vectors, and what each token after the prompt gets: nothing,
-        since the open reply line carries no vector (see ``conditioning.token_turn_texts``)."""
+    def _projected(self, token_vectors: torch.Tensor | None) -> torch.Tensor | None:
+        """The prompt's projected turn vectors (tokens after the prompt, on the open reply line,
+        carry none: see ``conditioning.token_turn_texts``)."""
         if token_vectors is None or self.conditioning is None:
-            return None, None
-        return self.conditioning(token_vectors), None
+            return None
+        return self.conditioning(token_vectors)
 
     def _time_token_ids(self, time: str) -> list[int]:
         ids = self._time_ids.get(time)
@@ -211,7 +209,6 @@ class ReplyGenerator:
         past: Any,
         last_logits: torch.Tensor,
         candidates: list[TimeCandidate],
-        reply_vector: torch.Tensor | None,
     ) -> list[float]:
         """Log-probability of each candidate's ``TIME]`` after the prompt, all in one batched pass."""
         sequences = [self._time_token_ids(c.time) for c in candidates]
@@ -226,7 +223,7 @@ class ReplyGenerator:
             return first.tolist()
         expanded = copy.deepcopy(past)
         expanded.batch_repeat_interleave(len(sequences))
-        logits = self._forward(ids[:, :-1], expanded, reply_vector).logits
+        logits = self._forward(ids[:, :-1], expanded).logits
         steps = torch.log_softmax(logits.float(), dim=-1).gather(2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         lengths = torch.tensor([len(s) for s in sequences], device=self.device)
         valid = torch.arange(1, width, device=self.device).unsqueeze(0) < lengths.unsqueeze(1)
@@ -252,7 +249,6 @@ class ReplyGenerator:
         self,
         past: Any,
         last_logits: torch.Tensor,
-        reply_vector: torch.Tensor | None,
         digits: dict[str, int],
         prev_clock: int,
     ) -> torch.Tensor:
@@ -267,16 +263,16 @@ class ReplyGenerator:
         first = torch.log_softmax(last_logits, dim=-1)
         cache = copy.deepcopy(past)
         cache.batch_repeat_interleave(3)
-        step = self._forward(d[:3].unsqueeze(1), cache, reply_vector).logits[:, -1].float()
+        step = self._forward(d[:3].unsqueeze(1), cache).logits[:, -1].float()
         second = torch.log_softmax(step, dim=-1)  # (3, V): the hour's second digit after 0, 1, 2
         tens = torch.tensor([h // 10 for h in range(24)], device=self.device)
         units = torch.tensor([h % 10 for h in range(24)], device=self.device)
         hour = first[d[tens]] + second[tens, d[units]]  # (24,)
         cache.batch_select_indices(tens)
-        step = self._forward(d[units].unsqueeze(1), cache, reply_vector).logits[:, -1].float()
+        step = self._forward(d[units].unsqueeze(1), cache).logits[:, -1].float()
         hour = hour + torch.log_softmax(step, dim=-1)[:, colon]
         colons = torch.full((24, 1), colon, device=self.device)
-        step = self._forward(colons, cache, reply_vector).logits[:, -1].float()
+        step = self._forward(colons, cache).logits[:, -1].float()
         minute_tens = torch.log_softmax(step, dim=-1)[:, d[:6]]  # (24, 6)
         prefix = (hour.view(24, 1) + minute_tens).reshape(144)  # "HH:M", index 6 * hour + tens
         # The last digit only where it can matter: the likeliest ten-minute prefixes and the
@@ -287,17 +283,17 @@ class ReplyGenerator:
         chosen = torch.unique(torch.cat([chosen, instant]))
         total = (prefix - math.log(10)).view(144, 1).repeat(1, 10)
         cache.batch_select_indices(chosen // 6)
-        step = self._forward(d[chosen % 6].unsqueeze(1), cache, reply_vector).logits[:, -1].float()
+        step = self._forward(d[chosen % 6].unsqueeze(1), cache).logits[:, -1].float()
         total[chosen] = prefix[chosen].view(-1, 1) + torch.log_softmax(step, dim=-1)[:, d]
         return total.reshape(1440)
 
     def _tree_candidates(
-        self, output: Any, window: TimeWindow, reply_vector: torch.Tensor | None, digits: dict[str, int]
+        self, output: Any, window: TimeWindow, digits: dict[str, int]
     ) -> tuple[list[TimeCandidate], list[float]]:
         """Every allowed clock of the next 23 hours with its exact log-probability, plus ``+1d`` grid
         candidates when the model gives a day count any weight."""
         past, last_logits = output.past_key_values, output.logits[0, -1].float()
-        clocks = self._clock_log_probs(past, last_logits, reply_vector, digits, window.prev_clock).tolist()
+        clocks = self._clock_log_probs(past, last_logits, digits, window.prev_clock).tolist()
         candidates: list[TimeCandidate] = []
         log_probs: list[float] = []
         for candidate in day_candidates(window):
@@ -307,12 +303,10 @@ class ReplyGenerator:
         later = [c for c in grid_candidates(window) if c.minutes >= 1440]
         if later and plus > math.log(0.01):
             candidates += later
-            log_probs += self._score_times(past, last_logits, later, reply_vector)
+            log_probs += self._score_times(past, last_logits, later)
         return candidates, log_probs
 
-    def _choose_time(
-        self, output: Any, window: TimeWindow, sampling: SamplingConfig, reply_vector: torch.Tensor | None
-    ) -> str:
+    def _choose_time(self, output: Any, window: TimeWindow, sampling: SamplingConfig) -> str:
         """The reply's TIME, decided from the model's probabilities of whole times (``time_choice``).
 
         ``output`` is the prompt's forward pass; its KV cache is copied, never extended, so the
@@ -322,7 +316,7 @@ class ReplyGenerator:
         rng = random.Random(sampling.seed) if sampling.temperature > 0 else None
         digits = self._digit_token_ids()
         assert digits is not None  # generate() takes this path only for a digit-per-token tokenizer
-        candidates, log_probs = self._tree_candidates(output, window, reply_vector, digits)
+        candidates, log_probs = self._tree_candidates(output, window, digits)
         chosen = choose(
             candidates,
             log_probs,
@@ -334,7 +328,7 @@ class ReplyGenerator:
             return chosen.time
         # A "+1d" grid candidate (30 minutes apart): the exact minute around it.
         around = neighbours(chosen, window, radius=15)
-        scores = self._score_times(past, last_logits, around, reply_vector)
+        scores = self._score_times(past, last_logits, around)
         return around[max(range(len(around)), key=scores.__getitem__)].time
 
     @torch.no_grad()
@@ -386,14 +380,11 @@ class ReplyGenerator:
     ) -> GeneratedReply:
         """One prompt pass: score whole times on it, then decode the text on from its KV cache."""
         input_ids, token_vectors = self._prompt_inputs(dialogue, "", sampling.max_new_tokens)
-        prompt_added, reply_vector = self._projected(token_vectors)
-        output = self._forward(input_ids, None, prompt_added)
-        time = self._choose_time(output, window, sampling, reply_vector)
+        output = self._forward(input_ids, None, self._projected(token_vectors))
+        time = self._choose_time(output, window, sampling)
         state = DecodeState(self.index, window, prefix=time + "]")
         time_ids = torch.tensor([self._time_token_ids(time)], device=self.device)
-        generated = self._decode(
-            time_ids, sampling, state, past=output.past_key_values, reply_vector=reply_vector
-        )
+        generated = self._decode(time_ids, sampling, state, past=output.past_key_values)
         at, text, completion = self._parsed(time + "]" + self.index.decode(generated), dialogue, max_delay)
         return GeneratedReply(at=at, text=text, completion=completion, constrained=True)
 
@@ -416,18 +407,15 @@ class ReplyGenerator:
         state: DecodeState | None,
         token_vectors: torch.Tensor | None = None,
         past: Any = None,
-        reply_vector: torch.Tensor | None = None,
     ) -> list[int]:
         """Sample up to ``max_new_tokens`` ids after ``input_ids`` (shape ``(1, T)``), EOS excluded.
 
         ``past`` is the KV cache of what came before ``input_ids`` (None: ``input_ids`` is the whole
-        prompt). ``token_vectors`` go with ``input_ids``; every token after them gets
-        ``reply_vector`` (projected; by default the reply line's, which is none). Under
-        the constraint, the text never repeats a 3-token sequence (no loops).
+        prompt). ``token_vectors`` go with ``input_ids`` (the first pass only: the tokens after
+        them are on the open reply line, which carries no vector). Under the constraint, the
+        text never repeats a 3-token sequence (no loops).
         """
-        prompt_added, line_added = self._projected(token_vectors)
-        if reply_vector is None:
-            reply_vector = line_added
+        prompt_added = self._projected(token_vectors)
         generator = None
         if sampling.seed is not None and sampling.temperature > 0:
             generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
@@ -435,8 +423,7 @@ class ReplyGenerator:
         step_input = input_ids
         text_tokens: list[int] = []
         for step in range(sampling.max_new_tokens):
-            added = prompt_added if step == 0 and prompt_added is not None else reply_vector
-            output = self._forward(step_input, past, added)
+            output = self._forward(step_input, past, prompt_added if step == 0 else None)
             past = output.past_key_values
             logits = output.logits[0, -1].float()
             if state is not None:

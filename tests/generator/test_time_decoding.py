@@ -18,8 +18,8 @@ def _string_log_prob(
     """log P(text | prompt) from one plain forward pass over prompt + text (no cache, no tree)."""
     ids = generator._time_token_ids(text)[:-1]  # without the "]"
     full = torch.cat([prompt_ids, torch.tensor([ids])], dim=1)
-    reply = vectors[:, -1:].expand(1, len(ids), -1)
-    added = generator.conditioning(torch.cat([vectors, reply], dim=1))
+    reply_line = torch.zeros((1, len(ids), vectors.shape[2]))  # the time's tokens carry no vector
+    added = generator.conditioning(torch.cat([vectors, reply_line], dim=1))
     logits = generator._forward(full, None, added).logits[0].float()
     start = prompt_ids.shape[1]
     log_probs = torch.log_softmax(logits[start - 1 : -1], dim=-1)
@@ -36,12 +36,10 @@ def test_the_digit_tree_gives_each_clock_its_exact_probability(
     assert digits is not None  # our tokenizer: one token per digit
     ids, vectors = generator._prompt_inputs(toy_dialogue(), "", 64)
     assert vectors is not None
-    added, reply = generator._projected(vectors)
+    added = generator._projected(vectors)
     output = generator._forward(ids, None, added)
 
-    tree = generator._clock_log_probs(
-        output.past_key_values, output.logits[0, -1].float(), reply, digits, 1430
-    )
+    tree = generator._clock_log_probs(output.past_key_values, output.logits[0, -1].float(), digits, 1430)
 
     for clock in (0, 7 * 60 + 5, 23 * 60 + 50, 23 * 60 + 59):
         text = f"{clock // 60:02d}:{clock % 60:02d}"
