@@ -1,8 +1,7 @@
 """Django project package: settings, URLs, ASGI entry point and the Celery app.
 
-Importing the Celery app here makes ``@shared_task`` bind to it in every process.
+Deliberately empty of imports: ``companion.generator`` lives under this package and must load
+without Django or Celery (a training script or a notebook imports it). The Celery app is bound
+in every Django process by :class:`companion.apps.CompanionConfig` instead, and Celery's
+programs name it directly (``celery -A companion.celery``).
 """
-
-from companion.celery import app as celery_app
-
-__all__ = ["celery_app"]

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "chat",
     "scheduling",
     "labeling",
+    "companion.apps.CompanionConfig",
 ]
 
 MIDDLEWARE = [

@@ -40,11 +40,20 @@ class Child:
 
 
 def celery_command(program: str, *options: str, loglevel: str = "INFO") -> list[str]:
-    """``python -m celery -A companion <program>`` with this interpreter: worker or beat.
+    """``python -m celery -A companion.celery <program>`` with this interpreter: worker or beat.
 
     The one place the Celery command line is spelled; tests and benchmarks start theirs with it.
     """
-    return [sys.executable, "-m", "celery", "-A", "companion", program, f"--loglevel={loglevel}", *options]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "companion.celery",
+        program,
+        f"--loglevel={loglevel}",
+        *options,
+    ]
 
 
 def _prepare_environment() -> None:
