@@ -26,14 +26,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import selectors, services
-from chat.models import Companion, Conversation, Message
+from chat.models import Companion, Conversation
 from chat.serializers import CompanionSerializer, ConversationSerializer, MessageSerializer
 from chat.text_rules import ChatInputInvalid
 
 
 class ErrorSerializer(serializers.Serializer[Any]):
+    """Every JSON error of the API (``chat.api_errors``); ``fields`` only on validation errors."""
+
     code = serializers.CharField()
     detail = serializers.CharField()
+    fields = serializers.DictField(required=False, help_text="Per-field messages of a validation error.")
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -262,11 +265,9 @@ class ConversationReadApi(APIView):
         conversation = visible_conversation(request, conversation_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        if request.user.pk != conversation.person_id:
-            return error_response(services.NotConversationPerson())
         try:
-            conversation = services.conversation_mark_read(
-                conversation=conversation, reader_role=Message.Role.PERSON, **data.validated_data
+            conversation = services.person_mark_read(
+                conversation=conversation, user=request.user, **data.validated_data
             )
         except ChatInputInvalid as exc:
             return error_response(exc)

@@ -163,10 +163,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _read(self, event: dict[str, Any]) -> None:
         try:
-            if self.scope["user"].pk != self.conversation.person_id:
-                raise services.NotConversationPerson()
-            await _db(services.conversation_mark_read)(
-                conversation=self.conversation, reader_role=Message.Role.PERSON, up_to=event.get("up_to")
+            await _db(services.person_mark_read)(
+                conversation=self.conversation, user=self.scope["user"], up_to=event.get("up_to")
             )
         except ChatInputInvalid as exc:
             await self._error(exc.code, exc.detail)

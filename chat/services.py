@@ -224,6 +224,17 @@ def conversation_mark_read(*, conversation: Conversation, reader_role: str, up_t
     return conversation
 
 
+def person_mark_read(*, conversation: Conversation, user: AbstractBaseUser, up_to: int) -> Conversation:
+    """The person has read every message up to ``up_to``; only the conversation's own person may say so.
+
+    The one place that rule lives: the REST endpoint and the socket both call this (staff may
+    look at a conversation, but never mark it read for its person).
+    """
+    if user.pk != conversation.person_id:
+        raise NotConversationPerson()
+    return conversation_mark_read(conversation=conversation, reader_role=Message.Role.PERSON, up_to=up_to)
+
+
 @transaction.atomic
 def conversation_get_or_create(
     *,

@@ -153,9 +153,17 @@ def test_conversation_refuses_unknown_time_zone_companion_and_age_group(api_clie
         "detail": "Unknown time zone 'Mars/Olympus'; use an IANA name such as 'Asia/Seoul'.",
     }
     assert nobody.status_code == 400
-    assert nobody.json() == {"companion": ["Object with slug=ghost does not exist."]}
+    assert nobody.json() == {
+        "code": "invalid",
+        "detail": "companion: Object with slug=ghost does not exist.",
+        "fields": {"companion": ["Object with slug=ghost does not exist."]},
+    }
     assert age.status_code == 400
-    assert age.json() == {"person_age_group": ['"teen" is not a valid choice.']}
+    assert age.json() == {
+        "code": "invalid",
+        "detail": 'person_age_group: "teen" is not a valid choice.',
+        "fields": {"person_age_group": ['"teen" is not a valid choice.']},
+    }
     assert Conversation.objects.count() == 0
 
 
@@ -241,7 +249,11 @@ def test_message_text_at_the_limit_is_accepted(api_client, conversation):
 def test_missing_fields_are_400(api_client, conversation):
     response = api_client.post(messages_url(conversation), {}, format="json")
     assert response.status_code == 400
-    assert response.json() == {"text": ["This field is required."], "client_id": ["This field is required."]}
+    assert response.json() == {
+        "code": "invalid",
+        "detail": "text: This field is required.",
+        "fields": {"text": ["This field is required."], "client_id": ["This field is required."]},
+    }
 
 
 def test_another_persons_conversation_is_404_and_staff_cannot_speak_for_a_person(
@@ -323,7 +335,11 @@ def test_read_mark_refuses_messages_of_other_conversations_and_other_people(
         "code": "read_up_to_unknown",
         "detail": f"Message {foreign.pk} is not in this conversation.",
     }
-    assert not_a_number.json() == {"up_to": ["A valid integer is required."]}
+    assert not_a_number.json() == {
+        "code": "invalid",
+        "detail": "up_to: A valid integer is required.",
+        "fields": {"up_to": ["A valid integer is required."]},
+    }
     assert (stranger.status_code, staff.status_code) == (404, 403)
     conversation.refresh_from_db()
     assert conversation.person_read_up_to is None

@@ -67,12 +67,12 @@ def test_json_endpoints_refuse_non_staff_and_store_nothing(task, person) -> None
     response = label_api(logged_in(person), task, action="skip")
     assert (response.status_code, response.json()) == (
         403,
-        {"detail": "You do not have permission to perform this action."},
+        {"code": "permission_denied", "detail": "You do not have permission to perform this action."},
     )
     anonymous = Client().post("/labeling/api/time/", {}, content_type="application/json")
     assert (anonymous.status_code, anonymous.json()) == (
         401,
-        {"detail": "Authentication credentials were not provided."},
+        {"code": "not_authenticated", "detail": "Authentication credentials were not provided."},
     )
     assert DelayLabel.objects.count() == 0
 
