@@ -1,8 +1,9 @@
 """The reply loop's settings, each read with a default so that the project settings stay optional.
 
-The lead lists them in ``companion/settings.py``; until then (and in any settings module that
-omits one) the default below applies. Read them through these functions, never at import time,
-so ``override_settings`` in tests and environment changes in workers take effect.
+``companion/settings.py`` reads each from the environment (unset: ``None``, and then the default
+below applies, as in any settings module that omits one). Read them through these functions,
+never at import time, so ``override_settings`` in tests and environment changes in workers take
+effect.
 """
 
 from __future__ import annotations
@@ -74,8 +75,3 @@ def wake_resolution() -> float:
 
 def generator_model_dir() -> Path:
     return Path(getattr(settings, "GENERATOR_MODEL_DIR", Path(settings.BASE_DIR) / "var/models/default"))
-
-
-def all_settings() -> dict[str, Any]:
-    """Every setting this app reads with its current value (for the README and the report)."""
-    return {name: setting(name) for name in _DEFAULTS}

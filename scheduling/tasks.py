@@ -11,11 +11,12 @@ import logging
 from celery import shared_task
 
 from scheduling import services
+from scheduling.enqueue import DISPATCH_DUE_REPLIES, PLAN_REPLY, WAKE_REPLY
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="scheduling.plan_reply")
+@shared_task(name=PLAN_REPLY)
 def plan_reply(conversation_id: int, trigger_message_id: int) -> None:
     """Plan the answer to one person message (after chat's debounce)."""
     try:
@@ -25,13 +26,13 @@ def plan_reply(conversation_id: int, trigger_message_id: int) -> None:
         logger.warning("plan_reply skipped: %s", exc)
 
 
-@shared_task(name="scheduling.wake_reply")
+@shared_task(name=WAKE_REPLY)
 def wake_reply(reply_id: int) -> str:
     """Advance every reply whose time has come (this one included); the service queues the next wake-up."""
     return services.reply_wake(reply_id=reply_id).action
 
 
-@shared_task(name="scheduling.dispatch_due_replies")
+@shared_task(name=DISPATCH_DUE_REPLIES)
 def dispatch_due_replies() -> dict[str, int]:
     """The beat-driven dispatcher: due replies, near-term wake-ups, lost plans."""
     report = services.due_replies_dispatch()

@@ -14,8 +14,9 @@ from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from scheduling import conf
+from scheduling.enqueue import DISPATCH_DUE_REPLIES
 
-TASK_NAME = "scheduling.dispatch_due_replies"
+TASK_NAME = DISPATCH_DUE_REPLIES
 PERIODIC_TASK_NAME = "reply dispatcher"
 
 
@@ -26,8 +27,13 @@ class Command(BaseCommand):
         parser.add_argument("--every", type=int, default=None, help="Interval in seconds (>= 1).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        every = options["every"] or int(conf.setting("SCHEDULING_DISPATCH_INTERVAL_SECONDS"))
-        if every < 1:
+        # ``--every 0`` is refused, not read as "unset": only a missing option means the setting.
+        every = options["every"]
+        if every is None:
+            every = int(conf.setting("SCHEDULING_DISPATCH_INTERVAL_SECONDS"))
+            if every < 1:
+                raise CommandError(f"SCHEDULING_DISPATCH_INTERVAL_SECONDS must be at least 1, not {every}.")
+        elif every < 1:
             raise CommandError(f"--every must be at least 1 second, not {every}.")
         with transaction.atomic():
             schedule, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)

@@ -1,0 +1,29 @@
+"""Queueing the reply loop's Celery tasks by name, so that services never import the tasks module.
+
+``scheduling.tasks`` imports the services (a task is a thin wrapper around one); the services
+queue tasks through this module instead of importing them back. Routing is keyed by these
+names (``CELERY_TASK_ROUTES``), so a message sent by name lands on the same queue as one sent
+through the task object.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from celery import current_app
+
+PLAN_REPLY = "scheduling.plan_reply"
+WAKE_REPLY = "scheduling.wake_reply"
+DISPATCH_DUE_REPLIES = "scheduling.dispatch_due_replies"
+
+
+def plan_reply_enqueue(
+    *, conversation_id: int, trigger_message_id: int, countdown: float | None = None
+) -> None:
+    """Queue the plan of the companion's answer to one person message."""
+    current_app.send_task(PLAN_REPLY, args=[conversation_id, trigger_message_id], countdown=countdown)
+
+
+def wake_reply_enqueue(*, reply_id: int, eta: datetime) -> None:
+    """Queue the wake-up that advances every reply whose time has come by ``eta``."""
+    current_app.send_task(WAKE_REPLY, args=[reply_id], eta=eta)
