@@ -32,9 +32,16 @@ browser:
 			echo "Chromium is missing: install Debian's 'chromium' package (sudo apt-get install chromium)"; exit 1; \
 		fi; }
 
+## ruff, then mypy (pyproject.toml says what it checks and how strictly).
+# mypy's Django plugin imports companion.settings, which starts the embedded PostgreSQL and Redis
+# when DATABASE_URL / REDIS_URL are unset. Lint sets both to URLs that are only parsed, never
+# connected to, and a secret key of its own, so it starts no server and writes nothing but var/mypy.
+LINT_ENV := DATABASE_URL=postgres://lint@127.0.0.1:9/lint REDIS_URL=redis://127.0.0.1:9/0 \
+	DJANGO_SECRET_KEY=lint-only-not-a-secret
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(LINT_ENV) $(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import random
 import tempfile
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from io import StringIO
 from pathlib import Path
+from typing import cast
 
 from _reply_loop import (
     bench_environment,
@@ -62,8 +64,12 @@ def main() -> None:
             print(f"creating {args.replies} replies due between {start:%H:%M:%S} and +{args.window:.0f}s ...")
             reply_ids = make_pending_replies(make_conversations(args.replies), due_ats)
             ScheduledReply.objects.filter(pk__in=reply_ids).update(wake_queued_at=timezone.now())
+            # Pending replies have both times (ScheduledReply's check constraint).
             tasks = reply_wakes_queue(
-                wakes=list(ScheduledReply.objects.filter(pk__in=reply_ids).values_list("id", "typing_at"))
+                wakes=cast(
+                    list[tuple[int, datetime]],
+                    list(ScheduledReply.objects.filter(pk__in=reply_ids).values_list("id", "typing_at")),
+                )
             )
             queued = timezone.now()
             assert queued < start, f"queueing took longer than --lead ({queued - start} late); raise --lead"
@@ -76,9 +82,16 @@ def main() -> None:
                 timeout=args.lead + args.window + args.timeout,
                 interval=1.0,
             )
-            due_by_id = dict(ScheduledReply.objects.filter(state="sent").values_list("id", "due_at"))
-            stored = Message.objects.filter(scheduled_reply_id__in=list(due_by_id)).values_list(
-                "scheduled_reply_id", "created_at"
+            # A sent reply keeps the due time it had while pending; its message names it.
+            due_by_id = cast(
+                dict[int, datetime],
+                dict(ScheduledReply.objects.filter(state="sent").values_list("id", "due_at")),
+            )
+            stored = cast(
+                Iterable[tuple[int, datetime]],
+                Message.objects.filter(scheduled_reply_id__in=list(due_by_id)).values_list(
+                    "scheduled_reply_id", "created_at"
+                ),
             )
             lags = [(created_at - due_by_id[reply_id]).total_seconds() for reply_id, created_at in stored]
             sent = len(lags)

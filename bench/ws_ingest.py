@@ -31,7 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -111,13 +111,13 @@ async def serve_baseline(kind: str, port: int, database_url: str, conversation_i
                 if database is None:
                     message = {"id": 0, "client_id": event["client_id"], "text": event["text"]}
                 else:
-                    row = await (
-                        await database.execute(
-                            "INSERT INTO chat_message (conversation_id, role, text, created_at, client_id) "
-                            "VALUES (%s, 'person', %s, now(), %s) RETURNING id, created_at",
-                            (conversation_id, event["text"], event["client_id"]),
-                        )
-                    ).fetchone()
+                    cursor = await database.execute(
+                        "INSERT INTO chat_message (conversation_id, role, text, created_at, client_id) "
+                        "VALUES (%s, 'person', %s, now(), %s) RETURNING id, created_at",
+                        (conversation_id, event["text"], event["client_id"]),
+                    )
+                    # INSERT ... RETURNING always returns the one row it inserted.
+                    row = cast(tuple[Any, ...], await cursor.fetchone())
                     message = {
                         "id": row[0],
                         "client_id": event["client_id"],

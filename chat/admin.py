@@ -1,5 +1,7 @@
 """Admin for support staff: companions (personas and delay settings), conversations, messages."""
 
+from typing import cast
+
 from django.contrib import admin
 
 from chat.models import Companion, Conversation, Message
@@ -15,7 +17,7 @@ class CompanionAdmin(admin.ModelAdmin):
 class MessageInline(admin.TabularInline):
     model = Message
     fields = ["role", "text", "created_at", "client_id", "scheduled_reply_id"]
-    readonly_fields = fields
+    readonly_fields = cast(list[str], fields)  # plain names; the stubs type `fields` as nested groups
     extra = 0
     can_delete = False
     ordering = ["-id"]

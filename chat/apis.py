@@ -7,9 +7,10 @@ exactly like one that does not exist.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -158,8 +159,9 @@ class ConversationListApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
+            # The default permission, IsAuthenticated, leaves no AnonymousUser here.
             conversation, created = services.conversation_get_or_create(
-                person=request.user, **data.validated_data
+                person=cast(User, request.user), **data.validated_data
             )
         except ChatInputInvalid as exc:
             return error_response(exc)
@@ -241,7 +243,7 @@ class MessageListApi(APIView):
         data.is_valid(raise_exception=True)
         try:
             message, created = services.message_post(
-                conversation=conversation, author=request.user, **data.validated_data
+                conversation=conversation, author=cast(User, request.user), **data.validated_data
             )
         except ChatInputInvalid as exc:
             return error_response(exc)

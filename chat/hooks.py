@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from django.db import transaction
@@ -51,7 +52,7 @@ def announce_person_message(message: Message) -> None:
     for hook in _hooks.in_transaction:
         hook(message)
     for hook in _hooks.after_commit:
-        transaction.on_commit(lambda hook=hook: hook(message), robust=True)
+        transaction.on_commit(partial(hook, message), robust=True)
 
 
 def unregister_person_message_hook(
@@ -59,6 +60,6 @@ def unregister_person_message_hook(
 ) -> None:
     """Remove callables registered earlier (tests use it to leave the registry as they found it)."""
     if in_transaction in _hooks.in_transaction:
-        _hooks.in_transaction.remove(in_transaction)  # type: ignore[arg-type]
+        _hooks.in_transaction.remove(in_transaction)
     if after_commit in _hooks.after_commit:
-        _hooks.after_commit.remove(after_commit)  # type: ignore[arg-type]
+        _hooks.after_commit.remove(after_commit)

@@ -3,7 +3,7 @@ conversations, staff see all; anything else looks exactly like a missing convers
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
 from chat.models import Companion, Conversation, Message
@@ -13,7 +13,7 @@ def companion_list() -> QuerySet[Companion]:
     return Companion.objects.all()
 
 
-def conversation_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Conversation]:
+def conversation_list(*, user: User | AnonymousUser) -> QuerySet[Conversation]:
     """Conversations ``user`` may see, newest first."""
     conversations = Conversation.objects.select_related("companion", "person")
     if not user.is_authenticated:
@@ -23,7 +23,7 @@ def conversation_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Con
     return conversations.filter(person=user)
 
 
-def conversation_get(*, user: AbstractBaseUser | AnonymousUser, conversation_id: int) -> Conversation | None:
+def conversation_get(*, user: User | AnonymousUser, conversation_id: int) -> Conversation | None:
     """The conversation if ``user`` may see it, else ``None`` (callers answer 404 / close 4404)."""
     return conversation_list(user=user).filter(pk=conversation_id).first()
 

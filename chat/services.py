@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -70,7 +70,7 @@ RETURNING id
 def message_post(
     *,
     conversation: Conversation,
-    author: AbstractBaseUser,
+    author: User,
     text: str,
     client_id: str,
     push: Callable[[Message], None] = realtime.broadcast_message,
@@ -238,7 +238,7 @@ def person_mark_read(*, conversation: Conversation, user: AbstractBaseUser, up_t
 @transaction.atomic
 def conversation_get_or_create(
     *,
-    person: AbstractBaseUser,
+    person: User,
     companion: Companion,
     time_zone: str | None = None,
     person_age_group: str = Conversation.AgeGroup.ADULT,
@@ -267,7 +267,7 @@ def conversation_get_or_create(
 
 
 @transaction.atomic
-def person_register(*, username: str, password: str, email: str = "") -> tuple[AbstractBaseUser, Token]:
+def person_register(*, username: str, password: str, email: str = "") -> tuple[User, Token]:
     """Create a person (a plain, non-staff user) and their API token."""
     user_model = get_user_model()
     if user_model.objects.filter(username__iexact=username).exists():
@@ -286,13 +286,13 @@ def person_register(*, username: str, password: str, email: str = "") -> tuple[A
     return user, token
 
 
-def person_token(*, user: AbstractBaseUser) -> Token:
+def person_token(*, user: User) -> Token:
     """The user's API token, created on first use."""
     token, _ = Token.objects.get_or_create(user=user)
     return token
 
 
-def typing_announce(*, conversation: Conversation, user: AbstractBaseUser, is_typing: bool) -> None:
+def typing_announce(*, conversation: Conversation, user: User, is_typing: bool) -> None:
     """Tell the conversation's sockets that its person is (not) typing; nothing is stored."""
     if user.pk != conversation.person_id:
         raise NotConversationPerson()

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from rest_framework.authtoken.models import Token
 
 from chat.db_threads import in_db_thread
@@ -37,7 +37,7 @@ def token_from_scope(scope: Scope) -> str | None:
 
 
 @in_db_thread
-def user_for_token(key: str) -> AbstractBaseUser | AnonymousUser:
+def user_for_token(key: str) -> User | AnonymousUser:
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
         return AnonymousUser()

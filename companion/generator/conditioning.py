@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -49,7 +49,7 @@ class SentenceConditioning(torch.nn.Module):
         self.projection = torch.nn.Linear(dimension, hidden_size, bias=False)
 
     def forward(self, token_vectors: torch.Tensor) -> torch.Tensor:
-        return self.projection(token_vectors)
+        return cast(torch.Tensor, self.projection(token_vectors))
 
     def save(self, directory: str | Path) -> None:
         out = Path(directory)

@@ -29,7 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import LogitsProcessor
@@ -274,9 +274,11 @@ class VocabularyIndex:
         """
         options = {"skip_special_tokens": False, "clean_up_tokenization_spaces": False}
         kept = [i for i in token_ids if i not in self._special_ids]
-        base = self.tokenizer.decode([self._anchor], **options)
-        text = self.tokenizer.decode([self._anchor, *kept], **options)
-        return text[len(base) :] if text.startswith(base) else self.tokenizer.decode(kept, **options)
+        base: str = self.tokenizer.decode([self._anchor], **options)
+        text: str = self.tokenizer.decode([self._anchor, *kept], **options)
+        return (
+            text[len(base) :] if text.startswith(base) else cast(str, self.tokenizer.decode(kept, **options))
+        )
 
     def min_new_tokens(self, window: TimeWindow) -> int:
         """Tokens always enough to finish: the longest allowed ``TIME] `` char by char, plus one."""
@@ -333,7 +335,7 @@ class TimePrefixLogitsProcessor(LogitsProcessor):
         self._states: list[DecodeState] = []
         self._seen = prompt_length
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         if not self._states:
             self._states = [DecodeState(self.index, self.window) for _ in range(input_ids.shape[0])]
         for position in range(self._seen, input_ids.shape[1]):

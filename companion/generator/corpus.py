@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
 from companion.generator.corpus_data import CORPUS_DIR, Intent, load_intents, load_slots
@@ -90,7 +90,7 @@ def corpus_sources() -> list[Path]:
 
 @cache
 def _people() -> dict[str, Any]:
-    return json.loads((CORPUS_DIR / "people.json").read_text(encoding="utf-8"))
+    return cast(dict[str, Any], json.loads((CORPUS_DIR / "people.json").read_text(encoding="utf-8")))
 
 
 def held_out(text: str) -> bool:
@@ -330,6 +330,7 @@ def build_corpus(
     """The train and val examples (JSON-ready dicts), reproducible from ``config.seed``."""
     intents = list(intents) if intents is not None else load_intents()
     corpus: dict[Split, list[dict[str, Any]]] = {}
+    split: Split
     for split, count, salt in (("train", config.n_train, 1), ("val", config.n_val, 2)):
         library = _Library(intents, split)
         rng = random.Random(config.seed * 1000 + salt)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from companion.generator.transcript import (
     DEFAULT_MAX_DELAY,
@@ -112,7 +112,7 @@ _SYLLABLE_FIRST, _SYLLABLE_LAST, _FINAL_B = 0xAC00, 0xD7A3, 17  # ㅂ is jongseo
 @functools.cache
 def _checks() -> dict[str, Any]:
     """The word lists and limits of the text checks (``data/text_checks.json``), read once."""
-    return json.loads(TEXT_CHECKS_PATH.read_text(encoding="utf-8"))
+    return cast(dict[str, Any], json.loads(TEXT_CHECKS_PATH.read_text(encoding="utf-8")))
 
 
 def text_language(text: str) -> str | None:

@@ -91,13 +91,14 @@ def train_lora(
         raise ValueError("no training rows")
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=torch.float32)
+    base_model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=torch.float32)
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(target)
+    # transformers wraps PreTrainedModel.to with @wraps(Module.to), which types it unbound.
+    base_model.to(target)  # type: ignore[arg-type]
     config = LoraConfig(
         r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM"
     )
-    model = get_peft_model(model, config)
+    model = get_peft_model(base_model, config)
     conditioning = SentenceConditioning.load(base).to(target) if has_conditioning(base) else None
     trained: torch.nn.Module = model if conditioning is None else ConditionedLM(model, conditioning)
     text_index = TextIndex() if conditioning is not None else None
@@ -124,12 +125,12 @@ def train_lora(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    model.save_pretrained(out)  # type: ignore[arg-type]  # peft annotates str; it joins paths with os.path
     tokenizer.save_pretrained(out)
     if conditioning is not None:
         conditioning.save(out)
     trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
-    info = {
+    info: dict[str, Any] = {
         "base_model": str(base.resolve()),
         "data": {"source": source, "rows": len(pairs), "sha256": hashlib.sha256(raw).hexdigest()},
         "lora": {"rank": rank, "alpha": alpha, "dropout": dropout, "target_modules": target_modules},

@@ -17,7 +17,7 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
@@ -46,6 +46,9 @@ from companion.generator.transcript import (
 )
 from companion.generator.types import GeneratedReply, SamplingConfig
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+
 __all__ = ["ReplyGenerator", "default_device"]
 
 
@@ -54,7 +57,7 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _eos_ids(model: PreTrainedModel, tokenizer: Any) -> set[int]:
+def _eos_ids(model: PreTrainedModel | PeftModel, tokenizer: Any) -> set[int]:
     ids: set[int] = set()
     configured = getattr(model.generation_config, "eos_token_id", None)
     for value in (tokenizer.eos_token_id, configured):
@@ -87,7 +90,7 @@ class ReplyGenerator:
 
     def __init__(
         self,
-        model: PreTrainedModel,
+        model: PreTrainedModel | PeftModel,
         tokenizer: Any,
         *,
         device: str | None = None,
@@ -99,7 +102,8 @@ class ReplyGenerator:
         if time_decoding not in ("distribution", "greedy"):
             raise ValueError(f"time_decoding must be 'distribution' or 'greedy', not {time_decoding!r}")
         self.device = torch.device(device or default_device())
-        self.model = model.to(self.device).eval()
+        # transformers wraps PreTrainedModel.to with @wraps(Module.to), which types it unbound.
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
         self.conditioning = conditioning.to(self.device).eval() if conditioning is not None else None
         self.vectors = (vectors or shared_vectors()) if conditioning is not None else None
         self.time_decoding = time_decoding
@@ -132,7 +136,9 @@ class ReplyGenerator:
         if not (model_path / "config.json").is_file():
             raise FileNotFoundError(f"no model at {model_path} (expected a directory with config.json)")
         tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True, dtype=torch.float32)
+        model: PreTrainedModel | PeftModel = AutoModelForCausalLM.from_pretrained(
+            model_path, local_files_only=True, dtype=torch.float32
+        )
         conditioning = SentenceConditioning.load(model_path) if has_conditioning(model_path) else None
         if adapter_dir is not None and has_conditioning(adapter_dir):
             conditioning = SentenceConditioning.load(adapter_dir)
@@ -174,7 +180,10 @@ class ReplyGenerator:
                     return input_ids, None
                 owners = owners[-keep:]
                 distinct = [t for t in dict.fromkeys(owners) if t is not None]
-                table = torch.zeros((len(distinct) + 1, self.conditioning.dimension))
+                # self.vectors is set only together with self.conditioning (__init__).
+                table = torch.zeros(
+                    (len(distinct) + 1, cast(SentenceConditioning, self.conditioning).dimension)
+                )
                 if distinct:
                     table[: len(distinct)] = torch.from_numpy(self.vectors.encode(distinct))
                 row_of = {text: row for row, text in enumerate(distinct)}
@@ -195,7 +204,7 @@ class ReplyGenerator:
         carry none: see ``conditioning.token_turn_texts``)."""
         if token_vectors is None or self.conditioning is None:
             return None
-        return self.conditioning(token_vectors)
+        return cast(torch.Tensor, self.conditioning(token_vectors))
 
     def _time_token_ids(self, time: str) -> list[int]:
         ids = self._time_ids.get(time)

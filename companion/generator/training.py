@@ -124,7 +124,7 @@ def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> lis
     """One epoch of index batches of similar lengths (less padding), in random order."""
     order = list(range(len(lengths)))
     rng.shuffle(order)
-    batches = []
+    batches: list[list[int]] = []
     chunk = batch_size * 32
     for start in range(0, len(order), chunk):
         group = sorted(order[start : start + chunk], key=lambda i: lengths[i])

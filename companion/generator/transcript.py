@@ -337,6 +337,7 @@ def parse_transcript(
     ``companion_name`` defaults to the companion's speaker label (the original casing is not rendered).
     """
     tz = zone(time_zone)
+    turns: list[Turn]
     persona, age_group, turns = "", None, []
     label: str | None = companion_label(companion_name) if companion_name else None
     previous: datetime | None = None
