@@ -33,11 +33,14 @@ from chat.text_rules import ChatInputInvalid
 
 
 class ErrorSerializer(serializers.Serializer[Any]):
-    """Every JSON error of the API (``chat.api_errors``); ``fields`` only on validation errors."""
+    """Every JSON error of the API (``chat.api_errors``).
+
+    A validation error (``code`` "invalid") also carries ``fields``: per-field messages. It is not
+    declared here because ``fields`` is the serializer's own attribute.
+    """
 
     code = serializers.CharField()
     detail = serializers.CharField()
-    fields = serializers.DictField(required=False, help_text="Per-field messages of a validation error.")
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -269,7 +272,7 @@ class ConversationReadApi(APIView):
         data.is_valid(raise_exception=True)
         try:
             conversation = services.person_mark_read(
-                conversation=conversation, user=request.user, **data.validated_data
+                conversation=conversation, user=cast(User, request.user), **data.validated_data
             )
         except ChatInputInvalid as exc:
             return error_response(exc)

@@ -224,7 +224,7 @@ def conversation_mark_read(*, conversation: Conversation, reader_role: str, up_t
     return conversation
 
 
-def person_mark_read(*, conversation: Conversation, user: AbstractBaseUser, up_to: int) -> Conversation:
+def person_mark_read(*, conversation: Conversation, user: User, up_to: int) -> Conversation:
     """The person has read every message up to ``up_to``; only the conversation's own person may say so.
 
     The one place that rule lives: the REST endpoint and the socket both call this (staff may

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.http import HttpRequest
 
 from scheduling.models import ScheduledReply
 
+if TYPE_CHECKING:
+    _ModelAdmin = admin.ModelAdmin[ScheduledReply]
+else:  # ModelAdmin is generic only in django-stubs, not at run time
+    _ModelAdmin = admin.ModelAdmin
+
 
 @admin.register(ScheduledReply)
-class ScheduledReplyAdmin(admin.ModelAdmin):
+class ScheduledReplyAdmin(_ModelAdmin):
     list_display = ["id", "conversation", "state", "is_delayed", "due_at", "sent_at", "short_text"]
     list_filter = ["state", "is_delayed"]
     search_fields = ["text", "conversation__person__username", "conversation__companion__name"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 from django.utils.module_loading import import_string
 
@@ -62,7 +63,7 @@ def default_reply_source() -> ReplySource:
 
 def reply_source() -> ReplySource:
     """The source named by ``SCHEDULING_REPLY_SOURCE``."""
-    factory = import_string(conf.setting("SCHEDULING_REPLY_SOURCE"))
+    factory: Callable[[], ReplySource] = import_string(conf.setting("SCHEDULING_REPLY_SOURCE"))
     return factory()
 
 
@@ -87,7 +88,11 @@ def dialogue_for(*, conversation: Conversation, up_to_message_id: int) -> Dialog
     recent.reverse()
     persona = " ".join(part for part in (companion.description, companion.speaking_style) if part)
     return Dialogue(
-        turns=tuple(Turn(role=role, at=created_at, text=text) for role, created_at, text in recent),
+        # role__in above: only person and companion turns reach the transcript
+        turns=tuple(
+            Turn(role=cast(Literal["person", "companion"], role), at=created_at, text=text)
+            for role, created_at, text in recent
+        ),
         time_zone=conversation.time_zone,
         companion_name=companion.name,
         persona=persona,

@@ -18,7 +18,7 @@ Rules, in the order they run (settings per companion, defaults from the Luda wri
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -150,7 +150,7 @@ def apply_guard_rules(
     """Run the four rules in order; each sees the previous one's result."""
     delay = max(proposed_delay, INSTANT)
     decisions: list[GuardDecision] = []
-    steps = (
+    steps: tuple[tuple[str, Callable[[timedelta], tuple[timedelta, str]]], ...] = (
         ("max_delay", lambda d: max_delay_rule(d, settings)),
         ("complaint_cooldown", lambda d: complaint_cooldown_rule(d, settings, history, complaints)),
         ("delay_ration", lambda d: delay_ration_rule(d, settings, history)),

@@ -246,7 +246,7 @@ def chromium_browser() -> Iterator[object]:
 @pytest.fixture
 def browser_page(chromium_browser) -> Iterator[object]:
     """A fresh page (its own cookies) in the shared headless Chromium."""
-    context = chromium_browser.new_context()  # type: ignore[attr-defined]
+    context = chromium_browser.new_context()
     page = context.new_page()
     page.set_default_timeout(20_000)
     yield page

@@ -72,11 +72,13 @@ def _queue_upcoming_wakeups(*, now: datetime) -> int:
             .filter(Q(wake_queued_at__isnull=True) | Q(wake_queued_at__lt=now - horizon))
             .values_list("id", "typing_at")
         )
+        # typing_at__lte above: never None (the column is nullable for failed plans)
+        wakes = [(reply_id, typing_at) for reply_id, typing_at in upcoming if typing_at is not None]
         if upcoming:
             ScheduledReply.objects.filter(id__in=[reply_id for reply_id, _ in upcoming]).update(
                 wake_queued_at=now
             )
-            transaction.on_commit(partial(reply_wakes_queue, wakes=upcoming), robust=True)
+            transaction.on_commit(partial(reply_wakes_queue, wakes=wakes), robust=True)
     return len(upcoming)
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chat.models import Conversation, Message
+from companion.generator import Dialogue, GeneratedReply, SamplingConfig
 from scheduling import conf, safety
 from scheduling.generation import ReplySource, dialogue_for
 from scheduling.guard_rules import GuardSettings, apply_guard_rules
@@ -33,6 +34,8 @@ class PlanRecord:
 
 @dataclass(frozen=True)
 class ReplyDraft:
+    """A reply ready to store: its words, the model's proposed time and the final one after the guards."""
+
     text: str
     proposed_at: datetime | None
     final_at: datetime
@@ -46,42 +49,41 @@ def _iso(value: datetime | None) -> str | None:
 
 def _generate(
     source: ReplySource,
-    dialogue: Any,
+    dialogue: Dialogue,
     record: PlanRecord,
     *,
     purpose: str,
     max_delay: timedelta,
     forced_at: datetime | None = None,
-    sampling: Any = None,
-) -> Any | None:
+    sampling: SamplingConfig | None = None,
+) -> GeneratedReply | None:
     """One generation attempt, recorded; ``None`` when it failed (the reason is in the record)."""
     started = time.monotonic()
     entry: dict[str, Any] = {"purpose": purpose, "forced_at": _iso(forced_at)}
+    reply: GeneratedReply | None = None
     try:
-        reply = source.generate(dialogue, sampling=sampling, forced_at=forced_at, max_delay=max_delay)
+        generated = source.generate(dialogue, sampling=sampling, forced_at=forced_at, max_delay=max_delay)
     except Exception as exc:  # a model bug must still leave a recorded outcome, never a stuck plan
         logger.warning("reply generation (%s) failed: %s", purpose, exc, exc_info=True)
         entry.update(ok=False, error=f"{type(exc).__name__}: {exc}")
         completion = getattr(exc, "completion", None)
         if completion:
             entry["completion"] = completion
-        reply = None
     else:
+        reply = generated
         entry.update(
             ok=True,
-            at=_iso(reply.at),
-            text=reply.text,
-            completion=reply.completion,
-            constrained=reply.constrained,
+            at=_iso(generated.at),
+            text=generated.text,
+            completion=generated.completion,
+            constrained=generated.constrained,
         )
     entry["seconds"] = round(time.monotonic() - started, 3)
     record.attempts.append(entry)
     return reply
 
 
-def _regeneration_sampling(attempt: int) -> Any:
-    from companion.generator import SamplingConfig
-
+def _regeneration_sampling(attempt: int) -> SamplingConfig:
     # Greedy decoding would write the rejected text again; a seeded sample keeps it reproducible.
     return SamplingConfig(
         temperature=float(conf.setting("SCHEDULING_REGENERATION_TEMPERATURE")), seed=attempt
@@ -181,7 +183,7 @@ def reply_draft(
 def _filter_unsafe(
     *,
     source: ReplySource,
-    dialogue: Any,
+    dialogue: Dialogue,
     record: PlanRecord,
     text: str,
     final_at: datetime,

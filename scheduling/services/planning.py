@@ -92,7 +92,7 @@ def _store(
             reply = ScheduledReply.objects.create(
                 conversation_id=trigger.conversation_id, trigger_message=trigger, state=state, **fields
             )
-            if reply.wake_queued_at is not None:
+            if reply.wake_queued_at is not None and reply.typing_at is not None:
                 transaction.on_commit(
                     partial(reply_wakes_queue, wakes=[(reply.pk, reply.typing_at)]), robust=True
                 )

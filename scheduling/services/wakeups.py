@@ -104,7 +104,11 @@ def _start_due_typing(*, now: datetime, batch_size: int) -> None:
                     robust=True,
                 )
                 transaction.on_commit(
-                    partial(reply_wakes_queue, wakes=[(reply_id, due_at) for reply_id, _, due_at in batch]),
+                    partial(
+                        reply_wakes_queue,
+                        # due_at__gt above: never None (the column is nullable for failed plans)
+                        wakes=[(reply_id, due_at) for reply_id, _, due_at in batch if due_at is not None],
+                    ),
                     robust=True,
                 )
         if len(batch) < batch_size:

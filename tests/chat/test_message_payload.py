@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def test_message_payload_equals_the_rest_serializer() -> None:
     # given: a stored message with a microsecond timestamp
-    conversation = ConversationFactory()
+    conversation = ConversationFactory.create()
     message = Message.objects.create(
         conversation=conversation,
         role=Message.Role.PERSON,

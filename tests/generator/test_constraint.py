@@ -228,4 +228,7 @@ def test_masks_cached_across_windows_equal_masks_computed_afresh(random_generato
         for prefix in prefixes:
             cached, computed = shared.time_mask(prefix, window), fresh.time_mask(prefix, window)
             assert (cached is None) == (computed is None), (prefix, window)
-            assert cached is None or torch.equal(cached, computed), (prefix, window)
+            assert cached is None or (computed is not None and torch.equal(cached, computed)), (
+                prefix,
+                window,
+            )

@@ -8,18 +8,27 @@ import re
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from companion.generator import dialogue_from_json
-from companion.generator.corpus import SCENARIO_WEIGHTS, CorpusConfig, _typo, build_corpus, held_out, variants
+from companion.generator.corpus import (
+    SCENARIO_WEIGHTS,
+    CorpusConfig,
+    Split,
+    _typo,
+    build_corpus,
+    held_out,
+    variants,
+)
 from companion.generator.corpus_data import CorpusDataError, load_intents
 
 CONFIG = CorpusConfig(n_train=3000, n_val=600, seed=7)
 
 
 @pytest.fixture(scope="module")
-def corpus() -> dict[str, list[dict]]:
+def corpus() -> dict[Split, list[dict[str, Any]]]:
     return build_corpus(CONFIG)
 
 

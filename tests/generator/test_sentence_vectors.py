@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,7 +75,7 @@ def test_turn_texts_and_token_owners_follow_the_prompt_lines(tiny_model_dir: Pat
 
     assert turn_texts(prompt) == ["hey luda", "hi! I was just about to go eat", "ok go eat!", None]
     assert len(ids) == len(owners)
-    text_of_line = {}
+    text_of_line: dict[str | None, list[Any]] = {}  # decode() is typed str | list[str]
     for token_id, owner in zip(ids, owners, strict=True):
         text_of_line.setdefault(owner, []).append(tokenizer.decode([token_id]))
     assert "".join(text_of_line["ok go eat!"]) == "[user] [23:50] ok go eat!"

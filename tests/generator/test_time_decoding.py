@@ -19,6 +19,7 @@ def _string_log_prob(
     ids = generator._time_token_ids(text)[:-1]  # without the "]"
     full = torch.cat([prompt_ids, torch.tensor([ids])], dim=1)
     reply_line = torch.zeros((1, len(ids), vectors.shape[2]))  # the time's tokens carry no vector
+    assert generator.conditioning is not None
     added = generator.conditioning(torch.cat([vectors, reply_line], dim=1))
     logits = generator._forward(full, None, added).logits[0].float()
     start = prompt_ids.shape[1]

@@ -307,7 +307,8 @@ turn_gaps = st.lists(
 @given(time_zone=st.sampled_from(ZONES), start=minute_instants, gaps=turn_gaps)
 def test_transcript_round_trips(time_zone: str, start: datetime, gaps: list[tuple[str, int]]) -> None:
     tz = ZoneInfo(time_zone)
-    turns, at = [], start
+    turns: list[Turn] = []
+    at = start
     for role, gap in gaps:
         at = at + timedelta(minutes=gap)
         turns.append(Turn(role, at.astimezone(tz), f"message {len(turns)} ]["))  # type: ignore[arg-type]
