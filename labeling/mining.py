@@ -8,7 +8,9 @@ none matches are the example phrases tried. Kinds:
 
 * ``phrase``: a message of that speaker matches. The matched turn is the suspected turn.
 * ``kept_talking``: it matches and the companion's next turn came within its instant threshold
-  (the person left, or begged it to stop, and it answered anyway). The matched turn is suspected.
+  (the person left, or begged it to stop, and it answered anyway); for a person's rule the
+  ``companion_turns`` turns right after it must all be the companion's. The matched turn is
+  suspected.
 * ``unkept_plan``: a companion message announces leaving ("밥 먹고 올게", "brb, going to eat")
   and the companion's *next* message comes within its instant threshold, so the plan was not
   kept. The suspected turn is the one that instant reply answered.
@@ -156,6 +158,10 @@ def find_hits(
             if found is None:
                 continue
             follow_up = instant_follow_up(index)
+            if rule.kind == "kept_talking" and follow_up is not None and message.role == Message.Role.PERSON:
+                run = turns[index + 1 : index + 1 + rule.companion_turns]
+                if len(run) < rule.companion_turns or any(t.role != Message.Role.COMPANION for t in run):
+                    continue  # the person spoke again first: the companion did not keep talking
             if rule.kind == "phrase" or (rule.kind == "kept_talking" and follow_up is not None):
                 suspected = message
             elif rule.kind == "unkept_plan" and follow_up is not None:

@@ -5,7 +5,8 @@ by sentence similarity to example phrases (``examples`` with a per-rule ``thresh
 Its ``kind`` says what else must hold for a match to be a hit (see :mod:`labeling.mining`):
 
 * ``phrase``: nothing else; the matched turn is the suspected turn.
-* ``kept_talking``: the companion's next turn came within its instant threshold.
+* ``kept_talking``: the companion's next turn came within its instant threshold (and, for a
+  person's rule, at least ``companion_turns`` companion turns followed before the person spoke).
 * ``unkept_plan``: the companion announced leaving and its next turn came within the threshold.
 * ``loop``: at least ``min_matches`` instant turns of the speaker match (good-night loops).
 
@@ -43,6 +44,7 @@ class MiningRule:
     threshold: float | None = None  # cosine similarity an example must reach
     miss: str | None = None
     min_matches: int = 2  # loop rules only
+    companion_turns: int = 1  # kept_talking rules: companion turns in a row right after the match
     description: str = ""
 
     @property
@@ -94,6 +96,9 @@ def _rule(raw: Any, index: int, path: Path, names: set[str]) -> MiningRule:
     min_matches = raw.get("min_matches", 2)
     if not isinstance(min_matches, int) or isinstance(min_matches, bool) or min_matches < 1:
         raise MiningRulesError(f"{where}: 'min_matches' must be a whole number >= 1.")
+    companion_turns = raw.get("companion_turns", 1)
+    if not isinstance(companion_turns, int) or isinstance(companion_turns, bool) or companion_turns < 1:
+        raise MiningRulesError(f"{where}: 'companion_turns' must be a whole number >= 1.")
     compiled = []
     for pattern in patterns:
         try:
@@ -109,6 +114,7 @@ def _rule(raw: Any, index: int, path: Path, names: set[str]) -> MiningRule:
         threshold=float(threshold) if examples else None,
         miss=miss,
         min_matches=min_matches,
+        companion_turns=companion_turns,
         description=str(raw.get("description", "")),
     )
 
@@ -141,6 +147,7 @@ def regex_only(rules: list[MiningRule]) -> list[MiningRule]:
             patterns=rule.patterns,
             miss=rule.miss,
             min_matches=rule.min_matches,
+            companion_turns=rule.companion_turns,
             description=rule.description,
         )
         for rule in rules
