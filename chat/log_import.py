@@ -20,9 +20,11 @@ Rules (each broken rule refuses the whole line, with its line number and a reaso
   before the conversation's last message (an earlier log, or a live message) overlaps: refused;
   a log whose ``time_zone`` differs from the conversation's is refused as well.
 
-A log is stored whole or not at all. Each conversation's logs are written in one transaction
-that locks the conversation row (chat's lock order), with one ``INSERT`` for their messages:
-``bulk_create`` never calls chat's message hooks, so no reply is ever planned for history.
+A log is stored whole or not at all. Everything is validated before anything is written; then
+whole conversations (never part of one) are written a few thousand messages per transaction,
+which first locks their conversation rows (chat's lock order) and re-checks the overlaps.
+Messages go in with ``bulk_create``, which never calls chat's message hooks, so no reply is
+ever planned for history (and the dispatcher's lost-plan sweep skips imported messages).
 Blank lines are ignored.
 """
 
@@ -170,14 +172,15 @@ def import_chat_logs(
     logs = _without_imported(logs, report=report)
     groups = _group_by_conversation(logs)
     targets = _conversation_targets(groups, dry_run=dry_run, report=report)
-    done_messages = 0
-    for number, ((person, companion_id), group_logs) in enumerate(groups.items(), start=1):
-        target = targets[(person, companion_id)]
-        accepted = _write_group(group_logs, target=target, dry_run=dry_run, report=report)
-        if accepted:
-            report.conversations += 1
-        done_messages += sum(len(log.messages) for log in group_logs)
-        progress.report(f"imported {number}/{len(groups)} conversations ({done_messages} messages)")
+    progress.report(f"{len(groups)} conversations ready ({report.conversations_created} new), writing")
+    written_groups = written_messages = 0
+    for batch in _transaction_batches(groups):
+        _write_batch(batch, targets=targets, dry_run=dry_run, report=report)
+        written_groups += len(batch)
+        written_messages += sum(len(log.messages) for _, group_logs in batch for log in group_logs)
+        progress.report(
+            f"imported {written_groups}/{len(groups)} conversations ({written_messages} messages)"
+        )
     report.refusals.sort(key=lambda refusal: refusal.line)
     return report
 
@@ -435,40 +438,69 @@ def _conversation_ids(user_ids: Sequence[int]) -> dict[tuple[int, int], int]:
     return found
 
 
-# --- writing one conversation's logs -----------------------------------------------------------
+# --- writing the logs, whole conversations per transaction --------------------------------------
 
-# The conversation row is locked first (chat's lock order), and the same statement reads what a
-# new log must not overlap: the conversation's last message (by id, the order of the chat).
-_LOCK_CONVERSATION_SQL = """
-SELECT c.time_zone,
+# Messages per transaction, roughly: a batch holds whole conversations only (never part of one),
+# so every log is stored whole or not at all, while a file of 10k short conversations costs a
+# few dozen commits rather than 10k (a commit is the dearest statement of the import).
+_TRANSACTION_MESSAGES = 5000
+
+Batch = list[tuple[GroupKey, list[ChatLog]]]
+
+# The conversation rows are locked first (chat's lock order), in id order so two importers never
+# deadlock, and the same statement reads what a new log must not overlap: each conversation's
+# last message (by id, the order of the chat).
+_CONVERSATION_STATE_SQL = """
+SELECT c.id, c.time_zone,
        (SELECT m.created_at FROM chat_message m WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1)
-FROM chat_conversation c WHERE c.id = %s
+FROM chat_conversation c WHERE c.id = ANY(%s) ORDER BY c.id
 """
 
 
-def _write_group(
-    group_logs: Sequence[ChatLog], *, target: ConversationTarget, dry_run: bool, report: ImportReport
-) -> list[ChatLog]:
-    """Append the group's logs that fit to their conversation in one transaction; return those."""
-    if target.conversation_id is None:  # dry run, conversation not created yet
-        accepted = _fitting_logs(group_logs, zone=group_logs[0].time_zone, last_at=None, report=report)
-        _count(accepted, report=report)
-        return accepted
-    if dry_run:
-        zone, last_at = _conversation_state(target.conversation_id, lock=False)
-        accepted = _fitting_logs(group_logs, zone=zone, last_at=last_at, report=report)
-        _count(accepted, report=report)
-        return accepted
+def _transaction_batches(groups: dict[GroupKey, list[ChatLog]]) -> Iterator[Batch]:
+    batch: Batch = []
+    size = 0
+    for key, group_logs in groups.items():
+        batch.append((key, group_logs))
+        size += sum(len(log.messages) for log in group_logs)
+        if size >= _TRANSACTION_MESSAGES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _write_batch(
+    batch: Batch, *, targets: dict[GroupKey, ConversationTarget], dry_run: bool, report: ImportReport
+) -> None:
+    """Append each conversation's fitting logs; in a dry run only decide which would fit."""
+    ids = [target.conversation_id for key, _ in batch if (target := targets[key]).conversation_id is not None]
     refusals_before = len(report.refusals)
     try:
         with transaction.atomic():
-            zone, last_at = _conversation_state(target.conversation_id, lock=True)
-            accepted = _fitting_logs(group_logs, zone=zone, last_at=last_at, report=report)
-            _insert_logs(accepted, conversation_id=target.conversation_id)
+            states = _conversation_states(ids, lock=not dry_run)
+            accepted: list[tuple[int, ChatLog]] = []
+            touched = 0
+            for key, group_logs in batch:
+                conversation_id = targets[key].conversation_id
+                zone, last_at = (
+                    states[conversation_id]
+                    if conversation_id is not None
+                    else (group_logs[0].time_zone, None)
+                )
+                fitting = _fitting_logs(group_logs, zone=zone, last_at=last_at, report=report)
+                touched += bool(fitting)
+                accepted.extend((conversation_id or 0, log) for log in fitting)
+            if not dry_run:
+                _insert_logs(accepted)
     except IntegrityError:
-        # Another import stored one of these external ids since we looked: nothing of ours stayed.
+        # Another import stored one of these external ids since we looked; nothing of ours stayed.
         del report.refusals[refusals_before:]
-        for log in group_logs:
+        if len(batch) > 1:
+            for single in batch:  # so only the conversation that collided is refused
+                _write_batch([single], targets=targets, dry_run=dry_run, report=report)
+            return
+        for log in batch[0][1]:
             report.refusals.append(
                 LineRefusal(
                     log.line,
@@ -477,16 +509,19 @@ def _write_group(
                     "another import wrote this conversation at the same time; run the import again",
                 )
             )
-        return []
-    _count(accepted, report=report)
-    return accepted
+        return
+    report.conversations += touched
+    report.imported_logs += len(accepted)
+    report.imported_messages += sum(len(log.messages) for _, log in accepted)
 
 
-def _conversation_state(conversation_id: int, *, lock: bool) -> tuple[str, datetime | None]:
+def _conversation_states(ids: list[int], *, lock: bool) -> dict[int, tuple[str, datetime | None]]:
+    """``{conversation id: (time zone, created_at of its last message or None)}``."""
+    if not ids:
+        return {}
     with connection.cursor() as cursor:
-        cursor.execute(_LOCK_CONVERSATION_SQL + (" FOR UPDATE OF c" if lock else ""), [conversation_id])
-        zone, last_at = cursor.fetchone()
-    return zone, last_at
+        cursor.execute(_CONVERSATION_STATE_SQL + (" FOR UPDATE OF c" if lock else ""), [ids])
+        return {conversation_id: (zone, last_at) for conversation_id, zone, last_at in cursor.fetchall()}
 
 
 def _fitting_logs(
@@ -520,8 +555,9 @@ def _fitting_logs(
     return accepted
 
 
-def _insert_logs(logs: Sequence[ChatLog], *, conversation_id: int) -> None:
-    if not logs:
+def _insert_logs(accepted: Sequence[tuple[int, ChatLog]]) -> None:
+    """Store ``(conversation id, log)`` pairs: the messages in order, then the import records."""
+    if not accepted:
         return
     Message.objects.bulk_create(
         [
@@ -532,7 +568,7 @@ def _insert_logs(logs: Sequence[ChatLog], *, conversation_id: int) -> None:
                 created_at=message.at,
                 log_external_id=log.external_id,
             )
-            for log in logs
+            for conversation_id, log in accepted
             for message in log.messages
         ],
         batch_size=_QUERY_BATCH,
@@ -542,11 +578,7 @@ def _insert_logs(logs: Sequence[ChatLog], *, conversation_id: int) -> None:
             ImportedLog(
                 external_id=log.external_id, conversation_id=conversation_id, message_count=len(log.messages)
             )
-            for log in logs
-        ]
+            for conversation_id, log in accepted
+        ],
+        batch_size=_QUERY_BATCH,
     )
-
-
-def _count(accepted: Sequence[ChatLog], *, report: ImportReport) -> None:
-    report.imported_logs += len(accepted)
-    report.imported_messages += sum(len(log.messages) for log in accepted)

@@ -398,9 +398,57 @@ def test_progress_is_written_at_most_once_per_interval(luda, tmp_path):
     assert lines == [
         "read 21/30 lines",
         "validated 11/30 lines",
-        "imported 1/30 conversations (3 messages)",
-        "imported 21/30 conversations (63 messages)",
+        "30 conversations ready (30 new), writing",
     ]
+
+
+def test_a_transaction_holds_whole_conversations_only(luda, tmp_path, monkeypatch):
+    # given: transactions of about 4 messages, and conversations of 3 and 6 messages
+    monkeypatch.setattr("chat.log_import._TRANSACTION_MESSAGES", 4)
+    path = write_logs(
+        tmp_path / "logs.jsonl",
+        chat_log("log-a1", person="p-a", day=2),
+        chat_log("log-b1", person="p-b", day=2),
+        chat_log("log-a2", person="p-a", day=3),
+        chat_log("log-c1", person="p-c", day=2),
+    )
+    # when
+    output = run_import(path)
+    # then
+    assert output.startswith(
+        "4 lines: imported 4 logs (12 messages) into 3 conversations (3 new, 3 new persons)"
+    )
+    by_person = {
+        conversation.person.username: list(conversation.messages.values_list("log_external_id", flat=True))
+        for conversation in Conversation.objects.select_related("person")
+    }
+    assert by_person == {
+        "log:p-a": ["log-a1"] * 3 + ["log-a2"] * 3,
+        "log:p-b": ["log-b1"] * 3,
+        "log:p-c": ["log-c1"] * 3,
+    }
+
+
+def test_a_log_another_import_stored_meanwhile_is_refused_as_a_conflict_alone(luda, tmp_path):
+    # given: once the conversations are ready, another import stores log-0002 (its unique row, for real)
+    path = write_logs(tmp_path / "logs.jsonl", chat_log("log-0001"), chat_log("log-0002", person="p-0002"))
+    other = ConversationFactory(companion=luda)
+    ticks = iter(range(1000))
+
+    def meanwhile(text: str) -> None:
+        if text.startswith("2 conversations ready"):
+            ImportedLog.objects.create(external_id="log-0002", conversation=other, message_count=1)
+
+    progress = Progress(write=meanwhile, interval_seconds=1.0, clock=lambda: float(next(ticks)))
+    # when
+    report = import_chat_logs(path=path, progress=progress)
+    # then
+    assert [str(refusal) for refusal in report.refusals] == [
+        "line 2 (log-0002): conflict: another import wrote this conversation at the same time; "
+        "run the import again"
+    ]
+    assert (report.imported_logs, report.imported_messages, report.conversations) == (1, 3, 1)
+    assert set(Message.objects.values_list("log_external_id", flat=True)) == {"log-0001"}
 
 
 def test_every_demo_log_imports_cleanly(luda):
