@@ -379,9 +379,9 @@ def _conversation_targets(
     report.persons_created = len(missing_users)
     if missing_users and not dry_run:
         user_model = get_user_model()
-        for batch in _batches(missing_users):
+        for names in _batches(missing_users):
             user_model.objects.bulk_create(
-                [user_model(username=name, is_active=False, password=make_password(None)) for name in batch],
+                [user_model(username=name, is_active=False, password=make_password(None)) for name in names],
                 ignore_conflicts=True,
             )
         users.update(_user_ids(missing_users))
@@ -406,12 +406,10 @@ def _conversation_targets(
                     created_at=first.starts_at,
                 )
             )
-    report.conversations_created = (
-        len(to_create) if not dry_run else len([target for target in targets.values() if target.created])
-    )
+    report.conversations_created = sum(1 for target in targets.values() if target.created)
     if to_create:
-        for batch in _batches(to_create):
-            Conversation.objects.bulk_create(batch, ignore_conflicts=True)
+        for rows in _batches(to_create):
+            Conversation.objects.bulk_create(rows, ignore_conflicts=True)
         created = _conversation_ids(list(users.values()))
         for (person, companion_id), target in targets.items():
             if target.conversation_id is None:

@@ -212,6 +212,17 @@ REFUSALS: list[tuple[str, dict[str, Any] | str, str]] = [
         "(log-bad): text_too_long: messages[1]: The message has 2001 characters; the limit is 2000.",
     ),
     (
+        "text not a string",
+        with_message(1, text=5),
+        "(log-bad): text_not_string: messages[1]: The message text must be a string.",
+    ),
+    (
+        "control character",
+        with_message(1, text="hi\x07"),
+        "(log-bad): text_control_character: messages[1]: The message contains the control character "
+        "U+0007 at position 2; only newlines and tabs are allowed.",
+    ),
+    (
         "duplicate external id",
         chat_log("log-0001", person="p-0002"),
         "(log-0001): external_id_duplicate: external_id 'log-0001' is also on line 1",
