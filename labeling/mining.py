@@ -14,9 +14,9 @@ none matches are the example phrases tried. Kinds:
 * ``unkept_plan``: a companion message announces leaving ("밥 먹고 올게", "brb, going to eat")
   and the companion's *next* message comes within its instant threshold, so the plan was not
   kept. The suspected turn is the one that instant reply answered.
-* ``loop``: at least ``min_matches`` turns of the speaker match, each sent within the instant
-  threshold of the turn before (good night, good night, good night...). The first one is both
-  trigger and suspected turn: after it the companion should have gone quiet.
+* ``loop``: at least ``min_matches`` turns of the speaker match within one stretch of turns, each
+  sent within the instant threshold of the turn before (good night, good night, good night...).
+  The first one is both trigger and suspected turn: after it the companion should have gone quiet.
 
 A message fires at most one rule: the first in the file that fires on it names the hit, so one
 turn never becomes two tasks. :func:`mine_delay_candidates` turns hits into
@@ -184,26 +184,37 @@ def _loop_hit(
     semantic: Semantic | None,
     fired: set[int],
 ) -> list[Hit]:
+    """One hit per stretch of quick turns (a pause of the instant threshold ends a stretch)
+    in which at least ``min_matches`` of the speaker's turns match."""
+    hits: list[Hit] = []
     looped: list[tuple[Message, Match]] = []
+
+    def close() -> None:
+        if len(looped) >= rule.min_matches:
+            first, found = looped[0]
+            if first.pk not in fired and (since is None or first.created_at >= since):
+                fired.add(first.pk)
+                hits.append(Hit(rule.name, first, first, found.text, found.example, found.score))
+        looped.clear()
+
     for index, message in enumerate(turns):
+        if index > 0 and message.created_at - turns[index - 1].created_at >= instant:
+            close()  # a good night said after a pause is a new evening, not the same loop
         if message.role != rule.speaker or index == 0:
             continue
-        if message.created_at - turns[index - 1].created_at >= instant:
-            continue  # a good night said after a pause is a new evening, not the loop
         found = match(rule, message, semantic)
         if found is not None:
             looped.append((message, found))
-    if len(looped) < rule.min_matches:
-        return []
-    first, found = looped[0]
-    if first.pk in fired or (since is not None and first.created_at < since):
-        return []
-    fired.add(first.pk)
-    return [Hit(rule.name, first, first, found.text, found.example, found.score)]
+    close()
+    return hits
 
 
-def _conversations(*, since: datetime | None, companion_id: int | None) -> Iterator[Conversation]:
+def _conversations(
+    *, since: datetime | None, companion_id: int | None, conversation_ids: Sequence[int] | None
+) -> Iterator[Conversation]:
     conversations = Conversation.objects.select_related("companion").order_by("id")
+    if conversation_ids is not None:
+        conversations = conversations.filter(pk__in=list(conversation_ids))
     if companion_id is not None:
         conversations = conversations.filter(companion_id=companion_id)
     if since is not None:
@@ -219,13 +230,16 @@ def scan_conversations(
     semantic: bool = True,
     encoder: Encoder | None = None,
     result: MiningResult | None = None,
+    conversation_ids: Sequence[int] | None = None,
 ) -> Iterator[tuple[Conversation, list[Hit]]]:
     """Each conversation with its hits; writes no task (message vectors are stored, a cache)."""
     result = result if result is not None else MiningResult()
     semantic_rules = [rule for rule in rules if rule.examples] if semantic else []
     examples = example_index(semantic_rules, encoder=encoder) if semantic_rules else None
     speakers = {rule.speaker for rule in semantic_rules}
-    for conversation in _conversations(since=since, companion_id=companion_id):
+    for conversation in _conversations(
+        since=since, companion_id=companion_id, conversation_ids=conversation_ids
+    ):
         messages = list(conversation.messages.order_by("created_at", "id"))
         context = None
         if examples is not None:

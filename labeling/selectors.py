@@ -210,3 +210,12 @@ def approved_labels() -> QuerySet[DelayLabel]:
         .select_related("task__conversation__companion", "cut_after")
         .order_by("id")
     )
+
+
+def label_bucket_counts() -> list[tuple[str, int]]:
+    """Answered labels per delay bucket, in bucket order, "no delay" last (zeros kept)."""
+    labels = DelayLabel.objects.filter(state__in=[*ACCEPTED_STATES, *REJECTED_STATES]).select_related(
+        "cut_after"
+    )
+    counts = Counter(label_bucket(label) for label in labels)
+    return [(name, counts[name]) for name, _ in DELAY_BUCKETS] + [(NO_DELAY, counts[NO_DELAY])]
