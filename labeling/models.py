@@ -59,6 +59,10 @@ class DelayTask(models.Model):
         return f"{self.rule} #{self.trigger_message_id}"
 
 
+class LabelIncomplete(ValueError):
+    """A label that should be complete (submitted or approved) has no cut turn or reply time."""
+
+
 class DelayLabel(models.Model):
     """One annotator's answer for one task: a cut and a delayed reply, or "no delay needed"."""
 
@@ -109,6 +113,13 @@ class DelayLabel(models.Model):
         if self.reply_at is None or self.cut_after is None:
             return None
         return self.reply_at - minute_floor(self.cut_after.created_at)
+
+    def required_delay(self) -> timedelta:
+        """The delay of a label that must have one; :class:`LabelIncomplete` if it has none."""
+        delay = self.delay
+        if delay is None:
+            raise LabelIncomplete(f"Label {self.pk} has no cut turn or reply time.")
+        return delay
 
 
 class LabelEvent(models.Model):

@@ -1,8 +1,9 @@
 """``manage.py delay_mining_report [--labels FILE] [--rules FILE] [--chart FILE]``.
 
-Always: per rule, how many hits annotators accepted vs. rejected, and the labels' delay-bucket
-distribution. With ``--labels``: conversation-level precision and recall against a labeled log
-set (see :mod:`labeling.mining_report`), regex-only and regex + semantic side by side.
+Always: per rule, how many hits annotators accepted vs. rejected. With ``--chart`` or
+``--labels`` also the labels' delay-bucket distribution (``--chart`` writes it as an SVG too).
+With ``--labels``: precision and recall per labeled log against a labeled log set (see
+:mod:`labeling.mining_report`), regex-only and regex + semantic side by side.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
             labeled = report_against_labels(labels=labels, rules=rules)
         self._precision_table()
-        self._buckets(chart_path)
+        if chart_path is not None or labeled is not None:
+            self._buckets(chart_path)
         if labeled is not None:
             self._labeled(labeled, options["labels"])
 
