@@ -19,7 +19,8 @@ def validate_time_zone(value: str) -> None:
     """Accept only IANA zone names that this machine's tz database knows."""
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+    # OSError: a name too long for a file name ("File name too long") is no zone either.
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ValidationError(f"Unknown time zone {value!r}; use an IANA name such as 'Asia/Seoul'.") from exc
 
 
@@ -103,6 +104,12 @@ class Message(models.Model):
     # The scheduled reply that produced this message. Scheduling owns that table; chat keeps
     # only the id, unique, so a duplicate delivery wake-up can never create a second message.
     scheduled_reply_id = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+    # The ``external_id`` of the imported chat log this message came from (``import_chat_logs``);
+    # NULL (not "") for live messages: "live or imported" is the question every reader asks, and
+    # ``log_external_id__isnull=True`` is how the reply loop leaves imported messages alone.
+    log_external_id = models.CharField(  # noqa: DJ001
+        max_length=100, null=True, blank=True, editable=False
+    )
 
     class Meta:
         ordering = ["id"]
@@ -120,3 +127,18 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:40]}"
+
+
+class ImportedLog(models.Model):
+    """One chat log stored by ``import_chat_logs``; its unique ``external_id`` makes re-imports no-ops."""
+
+    external_id = models.CharField(max_length=100, unique=True)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="imported_logs")
+    message_count = models.PositiveIntegerField()
+    imported_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} ({self.message_count} messages)"

@@ -4,8 +4,9 @@ Steps, in order:
 
 1. settings start the embedded PostgreSQL and Redis under ``var/`` unless ``DATABASE_URL`` /
    ``REDIS_URL`` are set, and export their URLs so that every child joins the same servers;
-2. migrate, seed the demo person and companion, register the reply dispatcher's beat
-   schedule, and build the default generator model when none is there yet (progress shown);
+2. migrate, seed the demo person, companion and labeling staff, import the demo chat logs and
+   mine them (so the labeling queue has work), register the reply dispatcher's beat schedule,
+   and build the default generator model when none is there yet (progress shown);
 3. start daphne, the worker and beat as children, prefixing their output with their name.
 
 Ctrl-C (or SIGTERM) stops every child, then the embedded servers; if one child dies, the
@@ -22,12 +23,20 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import IO
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The shipped demo chat logs (labeling/data/demo/README.md); the holdout file is never imported.
+DEMO_LOGS = REPO_ROOT / "labeling" / "data" / "demo" / "logs.jsonl"
 
 PREPARE_COMMANDS: Sequence[tuple[str, Sequence[str]]] = (
     ("migrate", ("--no-input",)),
     ("seed_demo", ()),
+    # Idempotent: a later start reports the demo logs as "skipped" and mining adds no duplicates.
+    ("import_chat_logs", (str(DEMO_LOGS),)),
+    ("mine_delay_candidates", ()),
     ("ensure_reply_dispatcher", ()),
     ("ensure_generator_model", ()),
 )
@@ -65,14 +74,10 @@ def _prepare_environment() -> None:
 
 def _prepare_database() -> None:
     import django
-    from django.core.management import call_command, get_commands
+    from django.core.management import call_command
 
     django.setup()  # starts (or joins) the embedded engines when the URLs are unset
-    available = get_commands()
     for command, args in PREPARE_COMMANDS:
-        if command not in available:
-            print(f"[stack] skipping {command}: not installed in this build", flush=True)
-            continue
         print(f"[stack] manage.py {command} {' '.join(args)}".rstrip(), flush=True)
         call_command(command, *args)
 

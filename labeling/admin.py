@@ -24,6 +24,8 @@ class DelayTaskAdmin(admin.ModelAdmin):
         "trigger_message",
         "suspected_message",
         "matched_text",
+        "matched_example",
+        "similarity",
         "created_at",
     ]
     inlines = [LabelInline]

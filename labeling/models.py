@@ -40,6 +40,10 @@ class DelayTask(models.Model):
     # The turn after which the companion should (probably) have waited: the default cut.
     suspected_message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
     matched_text = models.CharField(max_length=200, blank=True)
+    # A semantic hit: the rule's example phrase closest to the trigger, and their cosine similarity.
+    # Both empty for a regular-expression hit.
+    matched_example = models.CharField(max_length=300, blank=True)
+    similarity = models.FloatField(null=True, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN, db_index=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -53,6 +57,10 @@ class DelayTask(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule} #{self.trigger_message_id}"
+
+
+class LabelIncomplete(ValueError):
+    """A label that should be complete (submitted or approved) has no cut turn or reply time."""
 
 
 class DelayLabel(models.Model):
@@ -106,6 +114,13 @@ class DelayLabel(models.Model):
             return None
         return self.reply_at - minute_floor(self.cut_after.created_at)
 
+    def required_delay(self) -> timedelta:
+        """The delay of a label that must have one; :class:`LabelIncomplete` if it has none."""
+        delay = self.delay
+        if delay is None:
+            raise LabelIncomplete(f"Label {self.pk} has no cut turn or reply time.")
+        return delay
+
 
 class LabelEvent(models.Model):
     """Append-only history: who did what to which label, and when, with what it held then."""
@@ -134,3 +149,19 @@ class LabelEvent(models.Model):
 def minute_floor(moment: datetime) -> datetime:
     """The moment with seconds dropped: transcripts (and so delays) have minute resolution."""
     return moment.replace(second=0, microsecond=0)
+
+
+class MessageVector(models.Model):
+    """A message's sentence vector (float32 bytes), so mining never encodes a message twice.
+
+    Keyed by the message; ``encoder`` names the model that made it (a vector of another encoder
+    is a miss). Messages are immutable logs, so a stored vector never goes stale.
+    """
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    encoder = models.CharField(max_length=32)
+    vector = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"vector of message {self.message_id} ({self.encoder})"

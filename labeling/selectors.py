@@ -11,7 +11,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
 from chat.models import Message
-from labeling.models import DelayLabel, DelayTask, minute_floor
+from companion.generator import TranscriptError, render_training_example
+from labeling import time_editor
+from labeling.models import DelayLabel, DelayTask, LabelIncomplete, minute_floor
 from labeling.time_editor import local_time_label
 
 # The six delay buckets of the generator's evaluation (TimelyChat), lower bounds in minutes.
@@ -103,6 +105,74 @@ def task_turns(*, task: DelayTask, cut_after_id: int | None) -> list[TurnRow]:
 
 def label_of(*, task: DelayTask, annotator: AbstractBaseUser) -> DelayLabel | None:
     return DelayLabel.objects.filter(task=task, annotator=annotator).select_related("cut_after").first()
+
+
+@dataclass(frozen=True)
+class TaskPageData:
+    label: DelayLabel | None
+    turns: list[TurnRow]
+    cut_after_id: int
+    reply_time: time_editor.ReplyTime | None  # the label's reply time, both notations
+    next_task: DelayTask | None
+
+
+def task_page(*, task: DelayTask, annotator: AbstractBaseUser) -> TaskPageData:
+    """What the task page shows to this annotator: their label (if any), the turns, the cut."""
+    label = label_of(task=task, annotator=annotator)
+    cut_after_id = label.cut_after_id if label and label.cut_after_id else task.suspected_message_id
+    reply_time = None
+    if label is not None and label.cut_after is not None and label.delay is not None:
+        reply_time = time_editor.from_delay(
+            base=label.cut_after.created_at,
+            delay_minutes=int(label.delay.total_seconds() // 60),
+            time_zone=task.conversation.time_zone,
+            max_delay_minutes=task.conversation.companion.max_delay_minutes,
+        )
+    return TaskPageData(
+        label=label,
+        turns=task_turns(task=task, cut_after_id=cut_after_id),
+        cut_after_id=cut_after_id,
+        reply_time=reply_time,
+        next_task=task_queue(state=DelayTask.State.OPEN).filter(id__gt=task.pk).first(),
+    )
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    label: DelayLabel
+    preview: str  # the training example (prompt + completion) the label becomes
+    relative: str  # "1 h 30 min later"
+    local_reply: str  # "2026-03-02 14:02 (UTC+0900)"
+    bucket: str
+
+
+def review_items(*, reviewer: AbstractBaseUser) -> list[ReviewItem]:
+    """Other people's submitted labels, each with its example, reply time and bucket."""
+    from labeling.export import label_dialogue  # here: the export module reads these selectors
+
+    items = []
+    for label in labels_for_review(reviewer=reviewer):
+        try:
+            delay = label.required_delay()
+        except LabelIncomplete as exc:
+            # The database's check constraint rules this out; shown rather than crashing the page.
+            items.append(ReviewItem(label, f"(cannot be rendered: {exc})", "-", "-", "-"))
+            continue
+        try:
+            example = render_training_example(label_dialogue(label), label.reply_at, label.reply_text)
+            preview = example["prompt"] + example["completion"]
+        except TranscriptError as exc:
+            preview = f"(cannot be rendered: {exc})"
+        items.append(
+            ReviewItem(
+                label=label,
+                preview=preview,
+                relative=time_editor.format_delay(int(delay.total_seconds() // 60)),
+                local_reply=local_time_label(label.reply_at, label.task.conversation.time_zone),
+                bucket=delay_bucket(delay),
+            )
+        )
+    return items
 
 
 def labels_for_review(*, reviewer: AbstractBaseUser) -> QuerySet[DelayLabel]:
@@ -210,3 +280,12 @@ def approved_labels() -> QuerySet[DelayLabel]:
         .select_related("task__conversation__companion", "cut_after")
         .order_by("id")
     )
+
+
+def label_bucket_counts() -> list[tuple[str, int]]:
+    """Answered labels per delay bucket, in bucket order, "no delay" last (zeros kept)."""
+    labels = DelayLabel.objects.filter(state__in=[*ACCEPTED_STATES, *REJECTED_STATES]).select_related(
+        "cut_after"
+    )
+    counts = Counter(label_bucket(label) for label in labels)
+    return [(name, counts[name]) for name, _ in DELAY_BUCKETS] + [(NO_DELAY, counts[NO_DELAY])]

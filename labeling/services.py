@@ -7,7 +7,7 @@ Nothing here writes to the chat tables: a label only references messages.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Literal
 
 from django.conf import settings
@@ -26,7 +26,15 @@ _EDITABLE = (DelayLabel.State.DRAFT, DelayLabel.State.SKIPPED, DelayLabel.State.
 
 
 class LabelingError(ValueError):
-    """A labeling request that cannot be carried out; ``str()`` is the reason to show."""
+    """A labeling request that cannot be carried out; ``str()`` is the reason to show.
+
+    ``code`` is stable (the JSON error's ``code``); the text is for people.
+    """
+
+    def __init__(self, detail: str, *, code: str = "invalid") -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
 
 
 class LabelingForbidden(LabelingError):
@@ -71,8 +79,60 @@ def _cut_turn(task: DelayTask, cut_after_id: int) -> Message:
         .first()
     )
     if turn is None:
-        raise LabelingError(f"Message {cut_after_id} is not a turn of this task's conversation.")
+        raise LabelingError(
+            f"Message {cut_after_id} is not a turn of this task's conversation.", code="cut_not_a_turn"
+        )
     return turn
+
+
+def reply_time(
+    *,
+    task: DelayTask,
+    cut_after_id: int,
+    delay_minutes: int | None = None,
+    local_date: date | None = None,
+    local_clock: time | None = None,
+) -> time_editor.ReplyTime:
+    """The reply time after the task's cut turn, from a delay or from a local date and clock.
+
+    The one place where a cut turn and a reply time meet: the page's converter and
+    :func:`label_save` both come here, so they can never disagree.
+    """
+    return _reply_time_after(
+        task,
+        _cut_turn(task, cut_after_id),
+        delay_minutes=delay_minutes,
+        local_date=local_date,
+        local_clock=local_clock,
+    )
+
+
+def _reply_time_after(
+    task: DelayTask,
+    cut: Message,
+    *,
+    delay_minutes: int | None = None,
+    local_date: date | None = None,
+    local_clock: time | None = None,
+) -> time_editor.ReplyTime:
+    zone = task.conversation.time_zone
+    max_delay = task.conversation.companion.max_delay_minutes
+    try:
+        if delay_minutes is not None:
+            return time_editor.from_delay(
+                base=cut.created_at, delay_minutes=delay_minutes, time_zone=zone, max_delay_minutes=max_delay
+            )
+        if local_date is None or local_clock is None:
+            raise LabelingError("Send either delay_minutes or local_date with local_time.")
+        return time_editor.from_local(
+            base=cut.created_at,
+            local_date=local_date,
+            local_clock=local_clock,
+            time_zone=zone,
+            max_delay_minutes=max_delay,
+        )
+    except time_editor.TimeEditorError as exc:
+        raise LabelingError(str(exc), code="reply_time_invalid") from exc
 
 
 @transaction.atomic
@@ -94,33 +154,35 @@ def label_save(
     """
     now = now or timezone.now()
     if action not in ("draft", "skip", "submit"):
-        raise LabelingError(f"Unknown action {action!r}; use 'draft', 'skip' or 'submit'.")
+        raise LabelingError(
+            f"Unknown action {action!r}; use 'draft', 'skip' or 'submit'.", code="action_unknown"
+        )
     task = DelayTask.objects.select_for_update().select_related("conversation__companion").get(pk=task.pk)
     label, created = DelayLabel.objects.get_or_create(
         task=task, annotator=annotator, defaults={"created_at": now, "updated_at": now}
     )
     if not created and label.state not in _EDITABLE:
-        raise LabelingError(f"This label is {label.get_state_display().lower()}; it can no longer be edited.")
+        raise LabelingError(
+            f"This label is {label.get_state_display().lower()}; it can no longer be edited.",
+            code="label_not_editable",
+        )
 
     if action != "skip":
         cut = _cut_turn(task, cut_after_id) if cut_after_id is not None else None
         if delay_minutes is not None and cut is None:
-            raise LabelingError("Pick the turn after which the companion waits before setting the delay.")
+            raise LabelingError(
+                "Pick the turn after which the companion waits before setting the delay.", code="cut_missing"
+            )
         reply_at = None
         if cut is not None and delay_minutes is not None:
-            try:
-                reply_at = time_editor.from_delay(
-                    base=cut.created_at,
-                    delay_minutes=delay_minutes,
-                    time_zone=task.conversation.time_zone,
-                    max_delay_minutes=task.conversation.companion.max_delay_minutes,
-                ).at
-            except time_editor.TimeEditorError as exc:
-                raise LabelingError(str(exc)) from exc
+            reply_at = _reply_time_after(task, cut, delay_minutes=delay_minutes).at
         text = reply_text.strip()
         max_length = getattr(settings, "CHAT_MESSAGE_MAX_LENGTH", 2000)
         if len(text) > max_length:
-            raise LabelingError(f"The reply is {len(text)} characters; at most {max_length} are allowed.")
+            raise LabelingError(
+                f"The reply is {len(text)} characters; at most {max_length} are allowed.",
+                code="reply_too_long",
+            )
         if action == "submit":
             missing = [
                 name
@@ -132,7 +194,7 @@ def label_save(
                 if not value
             ]
             if missing:
-                raise LabelingError(f"Cannot submit without {', '.join(missing)}.")
+                raise LabelingError(f"Cannot submit without {', '.join(missing)}.", code="label_incomplete")
         label.cut_after = cut
         label.reply_at = reply_at
         label.reply_text = text
@@ -174,14 +236,17 @@ def label_review(
     """
     now = now or timezone.now()
     if decision not in ("approve", "send_back", "reject"):
-        raise LabelingError(f"Unknown decision {decision!r}; use 'approve', 'send_back' or 'reject'.")
+        raise LabelingError(
+            f"Unknown decision {decision!r}; use 'approve', 'send_back' or 'reject'.", code="decision_unknown"
+        )
     DelayTask.objects.select_for_update().filter(pk=label.task_id).first()
     label = DelayLabel.objects.select_for_update().get(pk=label.pk)
     if label.annotator_id == reviewer.pk:
-        raise LabelingForbidden("You cannot review your own label; another person has to.")
+        raise LabelingForbidden("You cannot review your own label; another person has to.", code="own_label")
     if label.state != DelayLabel.State.SUBMITTED:
         raise LabelingError(
-            f"Only submitted labels can be reviewed; this one is {label.get_state_display()}."
+            f"Only submitted labels can be reviewed; this one is {label.get_state_display()}.",
+            code="label_not_submitted",
         )
     label.state = {
         "approve": DelayLabel.State.APPROVED,

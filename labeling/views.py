@@ -2,37 +2,36 @@
 
 Pages (server-rendered, plain JS on top) redirect anyone who is not staff to the login page;
 the JSON endpoints (DRF, session auth with CSRF) answer 403 to them. Views validate, call one
-service or selector, and render; errors come back as ``{"error": reason}`` with HTTP 400
-(403 for reviewing one's own label), and nothing is stored by a refused request.
+service or selector, and render; JSON errors come back as ``{"code", "detail"}`` (see
+:func:`labeling_exception_handler`) with HTTP 400 (403 for reviewing one's own label), and
+nothing is stored by a refused request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.decorators import method_decorator
 from django.views import View
 from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.views import APIView, exception_handler
 
-from chat.models import Companion, Message
-from companion.generator import TranscriptError, render_training_example
-from labeling import selectors, services, time_editor
-from labeling.export import label_dialogue
+from chat.models import Companion
+from labeling import selectors, services
+from labeling.charts import bar_chart_svg
 from labeling.models import DelayLabel, DelayTask
 
 staff_only = staff_member_required(login_url=settings.LOGIN_URL)
-
-
-def _error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
-    return Response({"error": message}, status=code)
 
 
 def _first_error(errors: Any) -> str:
@@ -78,29 +77,8 @@ class TaskPage(View):
 
     def get(self, request: HttpRequest, task_id: int) -> HttpResponse:
         task = get_object_or_404(DelayTask.objects.select_related("conversation__companion"), pk=task_id)
-        label = selectors.label_of(task=task, annotator=request.user)
-        cut_after_id = label.cut_after_id if label and label.cut_after_id else task.suspected_message_id
-        reply_time = None
-        if label and label.cut_after and label.delay is not None:
-            reply_time = time_editor.from_delay(
-                base=label.cut_after.created_at,
-                delay_minutes=int(label.delay.total_seconds() // 60),
-                time_zone=task.conversation.time_zone,
-                max_delay_minutes=task.conversation.companion.max_delay_minutes,
-            )
-        next_task = selectors.task_queue(state=DelayTask.State.OPEN).filter(id__gt=task.pk).first()
-        return render(
-            request,
-            "labeling/task.html",
-            {
-                "task": task,
-                "label": label,
-                "turns": selectors.task_turns(task=task, cut_after_id=cut_after_id),
-                "cut_after_id": cut_after_id,
-                "reply_time": reply_time,
-                "next_task": next_task,
-            },
-        )
+        page = selectors.task_page(task=task, annotator=request.user)
+        return render(request, "labeling/task.html", {"task": task, "page": page})
 
 
 @method_decorator(staff_only, name="dispatch")
@@ -108,26 +86,9 @@ class ReviewPage(View):
     """Submitted labels of other people, each with the training example it will become."""
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        items = []
-        for label in selectors.labels_for_review(reviewer=request.user):
-            try:
-                example = render_training_example(label_dialogue(label), label.reply_at, label.reply_text)
-                preview = example["prompt"] + example["completion"]
-            except TranscriptError as exc:
-                preview = f"(cannot be rendered: {exc})"
-            assert label.delay is not None
-            items.append(
-                {
-                    "label": label,
-                    "preview": preview,
-                    "relative": time_editor.format_delay(int(label.delay.total_seconds() // 60)),
-                    "local_reply": time_editor.local_time_label(
-                        label.reply_at, label.task.conversation.time_zone
-                    ),
-                    "bucket": selectors.delay_bucket(label.delay),
-                }
-            )
-        return render(request, "labeling/review.html", {"items": items})
+        return render(
+            request, "labeling/review.html", {"items": selectors.review_items(reviewer=request.user)}
+        )
 
 
 @method_decorator(staff_only, name="dispatch")
@@ -135,16 +96,55 @@ class AgreementPage(View):
     """Tasks with two or more answers: buckets side by side and the pairwise agreement rate."""
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        return render(request, "labeling/agreement.html", {"report": selectors.agreement_report()})
+        chart = bar_chart_svg(selectors.label_bucket_counts(), title="Delay buckets of the labels")
+        return render(
+            request, "labeling/agreement.html", {"report": selectors.agreement_report(), "chart": chart}
+        )
 
 
 # --- JSON endpoints --------------------------------------------------------------------------
 
 
-class TimeConvertApi(APIView):
-    """Relative <-> absolute reply time for a task's cut turn (the page's one converter)."""
+def labeling_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every error of the labeling API as ``{"code", "detail"}`` (the shape chat answers).
+
+    The labeling tool's own refusals keep their code (403 for reviewing one's own label, else
+    400); invalid input is ``invalid`` with its first problem as one line; DRF's own answers
+    (401, 403, 404, 405, malformed JSON) keep their status and get their DRF code.
+    """
+    if isinstance(exc, services.LabelingError):
+        http_status = status.HTTP_403_FORBIDDEN if isinstance(exc, services.LabelingForbidden) else 400
+        return Response({"code": exc.code, "detail": exc.detail}, status=http_status)
+    if isinstance(exc, serializers.ValidationError):
+        return Response({"code": "invalid", "detail": _first_error(exc.detail)}, status=400)
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, Http404):
+        code = "not_found"
+    elif isinstance(exc, DjangoPermissionDenied):
+        code = "permission_denied"
+    elif isinstance(exc, APIException):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else exc.default_code
+    else:
+        code = "error"
+    detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
+    response.data = {"code": str(code), "detail": str(detail)}
+    return response
+
+
+class LabelingApi(APIView):
+    """Base of the labeling JSON endpoints: staff only, errors as ``{"code", "detail"}``."""
 
     permission_classes = [IsAdminUser]
+
+    def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Response | None]:
+        return labeling_exception_handler
+
+
+class TimeConvertApi(LabelingApi):
+    """Relative <-> absolute reply time for a task's cut turn (the page's one converter)."""
 
     class InputSerializer(serializers.Serializer):
         task_id = serializers.IntegerField()
@@ -162,42 +162,23 @@ class TimeConvertApi(APIView):
 
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
-        if not serializer.is_valid():
-            return _error(_first_error(serializer.errors))
+        serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         task = get_object_or_404(
             DelayTask.objects.select_related("conversation__companion"), pk=data["task_id"]
         )
-        cut = Message.objects.filter(pk=data["cut_after_id"], conversation_id=task.conversation_id).first()
-        if cut is None:
-            return _error(f"Message {data['cut_after_id']} is not a turn of this task's conversation.")
-        zone = task.conversation.time_zone
-        max_delay = task.conversation.companion.max_delay_minutes
-        try:
-            if "delay_minutes" in data:
-                result = time_editor.from_delay(
-                    base=cut.created_at,
-                    delay_minutes=data["delay_minutes"],
-                    time_zone=zone,
-                    max_delay_minutes=max_delay,
-                )
-            else:
-                result = time_editor.from_local(
-                    base=cut.created_at,
-                    local_date=data["local_date"],
-                    local_clock=data["local_time"],
-                    time_zone=zone,
-                    max_delay_minutes=max_delay,
-                )
-        except time_editor.TimeEditorError as exc:
-            return _error(str(exc))
+        result = services.reply_time(
+            task=task,
+            cut_after_id=data["cut_after_id"],
+            delay_minutes=data.get("delay_minutes"),
+            local_date=data.get("local_date"),
+            local_clock=data.get("local_time"),
+        )
         return Response(result.as_json())
 
 
-class LabelApi(APIView):
+class LabelApi(LabelingApi):
     """The annotator's label on a task: save a draft, skip ("no delay needed") or submit."""
-
-    permission_classes = [IsAdminUser]
 
     class InputSerializer(serializers.Serializer):
         action = serializers.ChoiceField(choices=["draft", "skip", "submit"])
@@ -217,27 +198,21 @@ class LabelApi(APIView):
     def post(self, request: Request, task_id: int) -> Response:
         task = get_object_or_404(DelayTask, pk=task_id)
         serializer = self.InputSerializer(data=request.data)
-        if not serializer.is_valid():
-            return _error(_first_error(serializer.errors))
+        serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        try:
-            label = services.label_save(
-                task=task,
-                annotator=request.user,
-                action=data["action"],
-                cut_after_id=data.get("cut_after_id"),
-                delay_minutes=data.get("delay_minutes"),
-                reply_text=data.get("reply_text", ""),
-            )
-        except services.LabelingError as exc:
-            return _error(str(exc))
+        label = services.label_save(
+            task=task,
+            annotator=request.user,
+            action=data["action"],
+            cut_after_id=data.get("cut_after_id"),
+            delay_minutes=data.get("delay_minutes"),
+            reply_text=data.get("reply_text", ""),
+        )
         return Response(self.OutputSerializer(label).data)
 
 
-class ReviewApi(APIView):
+class ReviewApi(LabelingApi):
     """A second person's decision on a submitted label: approve, send back or reject."""
-
-    permission_classes = [IsAdminUser]
 
     class InputSerializer(serializers.Serializer):
         decision = serializers.ChoiceField(choices=["approve", "send_back", "reject"])
@@ -254,17 +229,11 @@ class ReviewApi(APIView):
     def post(self, request: Request, label_id: int) -> Response:
         label = get_object_or_404(DelayLabel, pk=label_id)
         serializer = self.InputSerializer(data=request.data)
-        if not serializer.is_valid():
-            return _error(_first_error(serializer.errors))
-        try:
-            label = services.label_review(
-                label=label,
-                reviewer=request.user,
-                decision=serializer.validated_data["decision"],
-                note=serializer.validated_data["note"],
-            )
-        except services.LabelingForbidden as exc:
-            return _error(str(exc), status.HTTP_403_FORBIDDEN)
-        except services.LabelingError as exc:
-            return _error(str(exc))
+        serializer.is_valid(raise_exception=True)
+        label = services.label_review(
+            label=label,
+            reviewer=request.user,
+            decision=serializer.validated_data["decision"],
+            note=serializer.validated_data["note"],
+        )
         return Response(self.OutputSerializer(label).data)

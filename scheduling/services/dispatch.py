@@ -95,6 +95,8 @@ def _requeue_lost_plans(*, now: datetime) -> int:
             created_at__gte=now - timedelta(days=1),
             created_at__lte=now - grace,
             planned_reply__isnull=True,
+            # Imported history (chat.log_import) is never answered, however recent.
+            log_external_id__isnull=True,
         )
         .exclude(Exists(newer))
         .values_list("conversation_id", "id")[:500]

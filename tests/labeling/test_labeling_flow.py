@@ -109,7 +109,7 @@ def test_annotate_submit_and_approve_by_a_second_person(task, staff_user, review
     own = review_api(annotator, DelayLabel.objects.get(), decision="approve")
     assert (own.status_code, own.json()) == (
         403,
-        {"error": "You cannot review your own label; another person has to."},
+        {"code": "own_label", "detail": "You cannot review your own label; another person has to."},
     )
     assert DelayLabel.objects.get().state == "submitted"
 
@@ -132,7 +132,7 @@ def test_annotate_submit_and_approve_by_a_second_person(task, staff_user, review
     again = label_api(annotator, task, action="draft", cut_after_id=planted["going"].pk)
     assert (again.status_code, again.json()) == (
         400,
-        {"error": "This label is approved; it can no longer be edited."},
+        {"code": "label_not_editable", "detail": "This label is approved; it can no longer be edited."},
     )
 
 
@@ -187,7 +187,7 @@ def test_bad_labels_are_refused_with_a_reason_and_nothing_is_stored(
     if body.get("cut_after_id") == CUT:
         body = {**body, "cut_after_id": planted["going"].pk}
     response = label_api(logged_in(staff_user), task, **body)
-    assert (response.status_code, response.json()) == (400, {"error": error})
+    assert (response.status_code, response.json()["detail"]) == (400, error)
     assert DelayLabel.objects.count() == 0
     assert LabelEvent.objects.count() == 0
     assert DelayTask.objects.get().state == "open"
@@ -197,7 +197,10 @@ def test_a_turn_of_another_conversation_cannot_be_the_cut(task, staff_user, pers
     elsewhere = ConversationFactory(person=person, companion=CompanionFactory(slug="haru", name="Haru"))
     (foreign,) = chat_log(elsewhere, SEOUL_NOON, [(0, "person", "hello")])
     response = label_api(logged_in(staff_user), task, action="draft", cut_after_id=foreign.pk)
-    assert response.json() == {"error": f"Message {foreign.pk} is not a turn of this task's conversation."}
+    assert response.json() == {
+        "code": "cut_not_a_turn",
+        "detail": f"Message {foreign.pk} is not a turn of this task's conversation.",
+    }
 
 
 def test_send_back_lets_the_annotator_fix_and_resubmit(task, staff_user, reviewer, planted) -> None:
@@ -227,7 +230,10 @@ def test_send_back_lets_the_annotator_fix_and_resubmit(task, staff_user, reviewe
     late = review_api(logged_in(reviewer), DelayLabel.objects.get(), decision="approve")
     assert (late.status_code, late.json()) == (
         400,
-        {"error": "Only submitted labels can be reviewed; this one is Rejected."},
+        {
+            "code": "label_not_submitted",
+            "detail": "Only submitted labels can be reviewed; this one is Rejected.",
+        },
     )
     assert DelayLabel.objects.get().state == "rejected"
 
@@ -265,14 +271,17 @@ def test_time_endpoint_converts_both_ways_in_the_conversations_zone(task, staff_
     )
     assert (both.status_code, both.json()) == (
         400,
-        {"error": "Send either delay_minutes or local_date with local_time."},
+        {"code": "invalid", "detail": "Send either delay_minutes or local_date with local_time."},
     )
     before = client.post(
         "/labeling/api/time/",
         {"task_id": task.pk, "cut_after_id": cut, "local_date": "2026-03-02", "local_time": "12:00"},
         content_type="application/json",
     )
-    assert before.json() == {"error": "The delayed reply must come at least 1 minute after the cut turn."}
+    assert before.json() == {
+        "code": "reply_time_invalid",
+        "detail": "The delayed reply must come at least 1 minute after the cut turn.",
+    }
 
 
 def test_queue_filters_by_rule_companion_and_state(staff_user, person, other_person) -> None:

@@ -16,8 +16,9 @@ const Labeling = (() => {
       body: JSON.stringify(body),
     });
     let data = {};
-    try { data = await response.json(); } catch (_) { data = { error: `HTTP ${response.status}` }; }
-    if (!response.ok) throw new Error(data.error || data.detail || `HTTP ${response.status}`);
+    try { data = await response.json(); } catch (_) { data = { code: "http", detail: `HTTP ${response.status}` }; }
+    // Every labeling error is {"code", "detail"}; detail is the sentence to show.
+    if (!response.ok) throw new Error(data.detail || `HTTP ${response.status}`);
     return data;
   }
 
