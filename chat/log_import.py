@@ -66,6 +66,10 @@ def person_username(person: str) -> str:
     return PERSON_USERNAME_PREFIX + person
 
 
+class LogImportInvariantViolated(RuntimeError):
+    """The import broke an invariant it relies on; its transaction rolls back."""
+
+
 class LogLineInvalid(ValueError):
     """One line of a log file breaks a rule; ``code`` is stable, ``detail`` is for humans."""
 
@@ -397,6 +401,8 @@ def _conversation_targets(
             continue
         targets[(person, companion_id)] = ConversationTarget(None, created=True)
         if not dry_run:
+            if user_id is None:  # every person's user was created above unless this is a dry run
+                raise LogImportInvariantViolated(f"no user for person {person!r}")
             first = group_logs[0]
             to_create.append(
                 Conversation(

@@ -8,8 +8,15 @@ from labeling.models import DelayLabel, DelayTask, LabelEvent
 class LabelInline(admin.TabularInline):
     model = DelayLabel
     extra = 0
-    fields = ["annotator", "state", "cut_after", "reply_at", "reply_text", "reviewer", "reviewed_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "annotator",
+        "state",
+        "cut_after",
+        "reply_at",
+        "reply_text",
+        "reviewer",
+        "reviewed_at",
+    )
     can_delete = False
     show_change_link = True
 
@@ -34,8 +41,7 @@ class DelayTaskAdmin(admin.ModelAdmin):
 class EventInline(admin.TabularInline):
     model = LabelEvent
     extra = 0
-    fields = ["at", "actor", "action", "snapshot"]
-    readonly_fields = fields
+    fields = readonly_fields = ("at", "actor", "action", "snapshot")
     can_delete = False
 
 

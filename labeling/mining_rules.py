@@ -111,7 +111,7 @@ def _rule(raw: Any, index: int, path: Path, names: set[str]) -> MiningRule:
         kind=kind,
         patterns=tuple(compiled),
         examples=tuple(examples),
-        threshold=float(threshold) if examples else None,
+        threshold=float(threshold) if examples and threshold is not None else None,
         miss=miss,
         min_matches=min_matches,
         companion_turns=companion_turns,

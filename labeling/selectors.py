@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from itertools import combinations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from chat.models import Message
@@ -103,7 +103,7 @@ def task_turns(*, task: DelayTask, cut_after_id: int | None) -> list[TurnRow]:
     return rows
 
 
-def label_of(*, task: DelayTask, annotator: AbstractBaseUser) -> DelayLabel | None:
+def label_of(*, task: DelayTask, annotator: User) -> DelayLabel | None:
     return DelayLabel.objects.filter(task=task, annotator=annotator).select_related("cut_after").first()
 
 
@@ -116,7 +116,7 @@ class TaskPageData:
     next_task: DelayTask | None
 
 
-def task_page(*, task: DelayTask, annotator: AbstractBaseUser) -> TaskPageData:
+def task_page(*, task: DelayTask, annotator: User) -> TaskPageData:
     """What the task page shows to this annotator: their label (if any), the turns, the cut."""
     label = label_of(task=task, annotator=annotator)
     cut_after_id = label.cut_after_id if label and label.cut_after_id else task.suspected_message_id
@@ -146,7 +146,7 @@ class ReviewItem:
     bucket: str
 
 
-def review_items(*, reviewer: AbstractBaseUser) -> list[ReviewItem]:
+def review_items(*, reviewer: User) -> list[ReviewItem]:
     """Other people's submitted labels, each with its example, reply time and bucket."""
     from labeling.export import label_dialogue  # here: the export module reads these selectors
 
@@ -158,8 +158,12 @@ def review_items(*, reviewer: AbstractBaseUser) -> list[ReviewItem]:
             # The database's check constraint rules this out; shown rather than crashing the page.
             items.append(ReviewItem(label, f"(cannot be rendered: {exc})", "-", "-", "-"))
             continue
+        reply_at = label.reply_at
+        if reply_at is None:  # a delay implies a reply time; checked to keep the page from crashing
+            items.append(ReviewItem(label, "(cannot be rendered: no reply time)", "-", "-", "-"))
+            continue
         try:
-            example = render_training_example(label_dialogue(label), label.reply_at, label.reply_text)
+            example = render_training_example(label_dialogue(label), reply_at, label.reply_text)
             preview = example["prompt"] + example["completion"]
         except TranscriptError as exc:
             preview = f"(cannot be rendered: {exc})"
@@ -168,14 +172,14 @@ def review_items(*, reviewer: AbstractBaseUser) -> list[ReviewItem]:
                 label=label,
                 preview=preview,
                 relative=time_editor.format_delay(int(delay.total_seconds() // 60)),
-                local_reply=local_time_label(label.reply_at, label.task.conversation.time_zone),
+                local_reply=local_time_label(reply_at, label.task.conversation.time_zone),
                 bucket=delay_bucket(delay),
             )
         )
     return items
 
 
-def labels_for_review(*, reviewer: AbstractBaseUser) -> QuerySet[DelayLabel]:
+def labels_for_review(*, reviewer: User) -> QuerySet[DelayLabel]:
     """Submitted labels waiting for a decision, other people's only."""
     return (
         DelayLabel.objects.filter(state=DelayLabel.State.SUBMITTED)

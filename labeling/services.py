@@ -11,7 +11,7 @@ from datetime import date, datetime, time
 from typing import Literal
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -139,7 +139,7 @@ def _reply_time_after(
 def label_save(
     *,
     task: DelayTask,
-    annotator: AbstractBaseUser,
+    annotator: User,
     action: AnnotatorAction,
     cut_after_id: int | None = None,
     delay_minutes: int | None = None,
@@ -224,7 +224,7 @@ def label_save(
 def label_review(
     *,
     label: DelayLabel,
-    reviewer: AbstractBaseUser,
+    reviewer: User,
     decision: ReviewDecision,
     note: str = "",
     now: datetime | None = None,

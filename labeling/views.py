@@ -10,10 +10,11 @@ nothing is stored by a refused request.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -31,7 +32,14 @@ from labeling import selectors, services
 from labeling.charts import bar_chart_svg
 from labeling.models import DelayLabel, DelayTask
 
-staff_only = staff_member_required(login_url=settings.LOGIN_URL)
+staff_only: Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]] = staff_member_required(
+    login_url=settings.LOGIN_URL
+)
+
+
+def _staff(request: HttpRequest) -> User:
+    """The signed-in staff member; every view here is behind ``staff_only`` or ``IsAdminUser``."""
+    return cast(User, request.user)
 
 
 def _first_error(errors: Any) -> str:
@@ -77,7 +85,7 @@ class TaskPage(View):
 
     def get(self, request: HttpRequest, task_id: int) -> HttpResponse:
         task = get_object_or_404(DelayTask.objects.select_related("conversation__companion"), pk=task_id)
-        page = selectors.task_page(task=task, annotator=request.user)
+        page = selectors.task_page(task=task, annotator=_staff(request))
         return render(request, "labeling/task.html", {"task": task, "page": page})
 
 
@@ -87,7 +95,7 @@ class ReviewPage(View):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         return render(
-            request, "labeling/review.html", {"items": selectors.review_items(reviewer=request.user)}
+            request, "labeling/review.html", {"items": selectors.review_items(reviewer=_staff(request))}
         )
 
 
@@ -202,7 +210,7 @@ class LabelApi(LabelingApi):
         data = serializer.validated_data
         label = services.label_save(
             task=task,
-            annotator=request.user,
+            annotator=_staff(request),
             action=data["action"],
             cut_after_id=data.get("cut_after_id"),
             delay_minutes=data.get("delay_minutes"),
@@ -232,7 +240,7 @@ class ReviewApi(LabelingApi):
         serializer.is_valid(raise_exception=True)
         label = services.label_review(
             label=label,
-            reviewer=request.user,
+            reviewer=_staff(request),
             decision=serializer.validated_data["decision"],
             note=serializer.validated_data["note"],
         )
