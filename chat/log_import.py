@@ -25,7 +25,7 @@ whole conversations (never part of one) are written a few thousand messages per 
 which first locks their conversation rows (chat's lock order) and re-checks the overlaps.
 Messages go in with ``bulk_create``, which never calls chat's message hooks, so no reply is
 ever planned for history (and the dispatcher's lost-plan sweep skips imported messages).
-Blank lines are ignored.
+Blank lines are ignored. The whole file is read first: a conversation's logs may be anywhere in it.
 """
 
 from __future__ import annotations
@@ -207,6 +207,9 @@ def _decode_lines(
         except json.JSONDecodeError as exc:
             report.refusals.append(LineRefusal(number, None, "json_invalid", f"not JSON: {exc}"))
             continue
+        except RecursionError:
+            report.refusals.append(LineRefusal(number, None, "json_invalid", "nested too deeply"))
+            continue
         if not isinstance(value, dict):
             report.refusals.append(
                 LineRefusal(number, None, "json_invalid", "a line must be one JSON object")
@@ -311,7 +314,7 @@ def _parse_message(raw: Any, index: int) -> LogMessage:
         raise LogLineInvalid("keys_invalid", f"{where}: must be an object with role, at and text")
     _require_keys(raw, MESSAGE_KEYS, where=where)
     role = raw["role"]
-    if role not in IMPORTED_ROLES:
+    if not isinstance(role, str) or role not in IMPORTED_ROLES:
         raise LogLineInvalid("role_invalid", f"{where}: role must be 'person' or 'companion', not {role!r}")
     at = raw["at"]
     try:
@@ -325,10 +328,14 @@ def _parse_message(raw: Any, index: int) -> LogMessage:
             "time_naive", f"{where}: {at!r} has no UTC offset (write e.g. 2026-03-02T12:10:00+09:00)"
         )
     try:
+        at_utc = moment.astimezone(UTC)
+    except OverflowError as exc:  # year 1 or 9999 pushed past the calendar by its offset
+        raise LogLineInvalid("time_invalid", f"{where}: {at!r} is out of range in UTC") from exc
+    try:
         text = validate_message_text(raw["text"])
     except MessageTextInvalid as exc:
         raise LogLineInvalid(exc.code, f"{where}: {exc.detail}") from exc
-    return LogMessage(role=role, at=moment.astimezone(UTC), text=text)
+    return LogMessage(role=role, at=at_utc, text=text)
 
 
 # --- planning the writes -----------------------------------------------------------------------

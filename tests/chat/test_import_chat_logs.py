@@ -133,6 +133,7 @@ def with_message(index: int, **changes: Any) -> dict[str, Any]:
 REFUSALS: list[tuple[str, dict[str, Any] | str, str]] = [
     ("bad JSON", '{"external_id": "log-bad", ', "json_invalid: not JSON: Expecting property name enclosed"),
     ("not an object", '["log-bad"]', "json_invalid: a line must be one JSON object"),
+    ("nested too deeply", "[" * 100_000 + "]" * 100_000, "json_invalid: nested too deeply"),
     (
         "missing key",
         without(chat_log("log-bad"), "person"),
@@ -185,6 +186,11 @@ REFUSALS: list[tuple[str, dict[str, Any] | str, str]] = [
         "(log-bad): role_invalid: messages[1]: role must be 'person' or 'companion', not 'luda'",
     ),
     (
+        "role not a string",
+        with_message(0, role=["person"]),
+        "(log-bad): role_invalid: messages[0]: role must be 'person' or 'companion', not ['person']",
+    ),
+    (
         "naive time",
         with_message(2, at="2026-03-02T12:11:30"),
         "(log-bad): time_naive: messages[2]: '2026-03-02T12:11:30' has no UTC offset "
@@ -194,6 +200,11 @@ REFUSALS: list[tuple[str, dict[str, Any] | str, str]] = [
         "bad time",
         with_message(2, at="2026-03-02 noon"),
         "(log-bad): time_invalid: messages[2]: '2026-03-02 noon' is not an ISO 8601 time",
+    ),
+    (
+        "time out of range in UTC",
+        with_message(0, at="0001-01-01T00:00:00+09:00"),
+        "(log-bad): time_invalid: messages[0]: '0001-01-01T00:00:00+09:00' is out of range in UTC",
     ),
     (
         "times go backwards",
