@@ -96,7 +96,8 @@ def _start(name: str, args: Sequence[str], *, extra_env: dict[str, str] | None =
         env={**os.environ, **(extra_env or {})},
         start_new_session=True,  # Ctrl-C reaches us; we decide how children stop
     )
-    assert popen.stdout is not None
+    if popen.stdout is None:  # stdout=PIPE above; Popen always gives it then
+        raise RuntimeError(f"{name}: no output pipe")
     threading.Thread(target=_pump, args=(name, popen.stdout), daemon=True).start()
     return Child(name=name, popen=popen)
 

@@ -27,22 +27,31 @@ from typing import Any, Literal
 
 from django.utils import timezone
 
-from chat.models import Conversation, Message
 from companion.generator import (
-    Dialogue,
     TranscriptError,
-    Turn,
     dialogue_from_json,
     dialogue_to_json,
     parse_completion,
     render_training_example,
 )
-from labeling.models import DelayLabel
+from labeling.dialogues import DEFAULT_CONTEXT_TURNS, dialogue_until, label_dialogue
+from labeling.models import DelayLabel, LabelIncomplete
 from labeling.selectors import approved_labels, delay_bucket
+
+# dialogue_until and label_dialogue were defined here first; importing them from here still works.
+__all__ = [
+    "DEFAULT_CONTEXT_TURNS",
+    "FORMATS",
+    "ExportError",
+    "ExportResult",
+    "dialogue_until",
+    "export_delay_dataset",
+    "is_validation",
+    "label_dialogue",
+]
 
 ExportFormat = Literal["prompt", "conversation"]
 FORMATS: tuple[str, ...] = ("prompt", "conversation")
-DEFAULT_CONTEXT_TURNS = 12
 _SPLIT_SALT = "labeling-split-v1"
 
 
@@ -64,39 +73,9 @@ def is_validation(conversation_id: int, val_fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < val_fraction
 
 
-def dialogue_until(
-    *, conversation: Conversation, last_turn: Message, context_turns: int = DEFAULT_CONTEXT_TURNS
-) -> Dialogue:
-    """The conversation's last ``context_turns`` turns up to and including ``last_turn``."""
-    kept = list(
-        Message.objects.filter(
-            conversation=conversation,
-            role__in=[Message.Role.PERSON, Message.Role.COMPANION],
-            created_at__lte=last_turn.created_at,
-        )
-        .exclude(created_at=last_turn.created_at, id__gt=last_turn.pk)
-        .order_by("-created_at", "-id")[:context_turns]
-    )
-    kept.reverse()
-    return Dialogue(
-        turns=tuple(Turn(role=m.role, at=m.created_at, text=m.text) for m in kept),  # type: ignore[arg-type]
-        time_zone=conversation.time_zone,
-        companion_name=conversation.companion.name,
-        persona=conversation.companion.description,
-        age_group=conversation.person_age_group,
-    )
-
-
-def label_dialogue(label: DelayLabel, *, context_turns: int = DEFAULT_CONTEXT_TURNS) -> Dialogue:
-    """The conversation as the annotator cut it: the turns up to the cut (later ones are left out)."""
-    assert label.cut_after is not None  # approved labels are complete (a database constraint)
-    return dialogue_until(
-        conversation=label.task.conversation, last_turn=label.cut_after, context_turns=context_turns
-    )
-
-
 def _row(label: DelayLabel, fmt: ExportFormat, context_turns: int) -> dict[str, Any]:
-    assert label.reply_at is not None
+    if label.reply_at is None:  # ruled out for approved labels by a database constraint
+        raise LabelIncomplete(f"Label {label.pk} has no reply time.")
     dialogue = label_dialogue(label, context_turns=context_turns)
     max_delay = timedelta(minutes=label.task.conversation.companion.max_delay_minutes)
     meta = {
@@ -119,7 +98,8 @@ def _row(label: DelayLabel, fmt: ExportFormat, context_turns: int) -> dict[str, 
         else:
             row = dialogue_to_json(dialogue, (label.reply_at, label.reply_text))
             _, reply = dialogue_from_json(row)
-            assert reply is not None
+            if reply is None:
+                raise TranscriptError("the exported conversation lost its reply when parsed back")
             at, text = reply
             expected_text = label.reply_text
     except TranscriptError as exc:
@@ -178,8 +158,7 @@ def export_delay_dataset(
         split = "val" if is_validation(label.task.conversation_id, val_fraction) else "train"
         rows[split].append(row)
         per_rule[label.task.rule] += 1
-        assert label.delay is not None
-        per_bucket[delay_bucket(label.delay)] += 1
+        per_bucket[delay_bucket(label.required_delay())] += 1
 
     val_path, manifest_path = sibling_paths(out)
     payloads = {

@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from chat.models import Message
 from companion.generator import TranscriptError, render_training_example
 from labeling import time_editor
+from labeling.dialogues import label_dialogue
 from labeling.models import DelayLabel, DelayTask, LabelIncomplete, minute_floor
 from labeling.time_editor import local_time_label
 
@@ -148,8 +149,6 @@ class ReviewItem:
 
 def review_items(*, reviewer: User) -> list[ReviewItem]:
     """Other people's submitted labels, each with its example, reply time and bucket."""
-    from labeling.export import label_dialogue  # here: the export module reads these selectors
-
     items = []
     for label in labels_for_review(reviewer=reviewer):
         try:

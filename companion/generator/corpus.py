@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
-from companion.generator.corpus_data import CORPUS_DIR, Intent, load_intents, load_slots
+from companion.generator.corpus_data import CORPUS_DIR, CorpusDataError, Intent, load_intents, load_slots
 
 __all__ = ["SCENARIO_WEIGHTS", "CorpusConfig", "build_corpus", "corpus_sources", "write_corpus"]
 
@@ -287,7 +287,8 @@ def _compose(w: _Writer, intent: Intent) -> dict[str, Any]:
     if timing in ("instant", "complaint"):
         return w.example(intent, w.now, reply_text)
     if timing == "person_leaves":
-        assert intent.minutes is not None
+        if intent.minutes is None:  # corpus_data requires minutes for this timing
+            raise CorpusDataError(f"intent {intent.name!r} leaves without a minutes range")
         return w.example(intent, w.now + timedelta(minutes=rng.randint(*intent.minutes)), reply_text)
     if timing == "good_night":
         return w.example(intent, w.morning(), reply_text)

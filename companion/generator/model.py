@@ -324,7 +324,8 @@ class ReplyGenerator:
         past, last_logits = output.past_key_values, output.logits[0, -1].float()
         rng = random.Random(sampling.seed) if sampling.temperature > 0 else None
         digits = self._digit_token_ids()
-        assert digits is not None  # generate() takes this path only for a digit-per-token tokenizer
+        if digits is None:  # generate() takes this path only for a digit-per-token tokenizer
+            raise GenerationFailed("distribution time decoding needs a digit-per-token tokenizer")
         candidates, log_probs = self._tree_candidates(output, window, digits)
         chosen = choose(
             candidates,
