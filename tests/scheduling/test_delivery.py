@@ -113,23 +113,36 @@ def test_the_person_writing_cancels_the_pending_reply_and_takes_back_its_typing(
 
 
 @pytest.mark.django_db
-def test_the_dispatcher_delivers_only_due_rows_and_queues_wakeups_for_the_next_minute(conversation, person):
-    # given: one reply due, one typing within the minute, one an hour away
-    now = timezone.now()
+def test_the_dispatcher_delivers_only_due_rows_and_requeues_a_lost_wakeup_after_the_horizon(
+    conversation, person, purged_broker, django_capture_on_commit_callbacks
+):
+    # given: one reply due, one typing within the minute (due in 90 s), one an hour away; a clock
+    # on a whole minute so every time below is a literal
+    now = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
     others = [ConversationFactory(person=person) for _ in range(2)]
     due = pending_reply(conversation, due_at=now - SECOND)
-    soon = pending_reply(others[0], typing_at=now + 30 * SECOND, due_at=now + 32 * SECOND)
+    soon = pending_reply(others[0], typing_at=now + 30 * SECOND, due_at=now + 90 * SECOND)
     later = pending_reply(others[1], due_at=now + timedelta(hours=1))
     # when
     report = due_replies_dispatch(now=now)
-    # then
+    # then: the due row is sent, the one typing within the 60 s horizon gets a wake-up
     assert (report.delivered, report.wakeups_queued) == (1, 1)
     states = dict(ScheduledReply.objects.values_list("id", "state"))
     assert states == {due.pk: State.SENT, soon.pk: State.PENDING, later.pk: State.PENDING}
     assert ScheduledReply.objects.get(pk=soon.pk).wake_queued_at == now
-    # a second run inside the minute queues nothing again; after the horizon a lost wake-up is re-queued
+    # when: a second run inside the horizon: the wake-up may still be on its way, nothing is queued
     assert due_replies_dispatch(now=now + SECOND).wakeups_queued == 0
-    assert due_replies_dispatch(now=now + 61 * SECOND).delivered == 1
+    # when: 61 s later that wake-up never ran (this test's transaction never committed it: lost)
+    with django_capture_on_commit_callbacks(execute=True):
+        requeue = due_replies_dispatch(now=now + 61 * SECOND)
+    # then: the re-queue itself: counted, stamped on the row, and a wake-up naming the reply is in
+    # the broker, for the end of the 100 ms slot of its typing time 12:00:30.000 (on a slot
+    # boundary, so the slot ends at 12:00:30.000 itself)
+    assert (requeue.delivered, requeue.wakeups_queued) == (0, 1)
+    assert ScheduledReply.objects.get(pk=soon.pk).wake_queued_at == datetime(2031, 5, 1, 12, 1, 1, tzinfo=UTC)
+    assert queued_wakeups() == [
+        ("scheduling.wake_reply", [soon.pk], datetime(2031, 5, 1, 12, 0, 30, tzinfo=UTC)),
+    ]
 
 
 @pytest.mark.django_db
@@ -279,7 +292,9 @@ def test_one_wakeup_advances_every_reply_whose_time_came_and_a_duplicate_finds_n
         pending_reply(c, due_at=now - (3 - i) * SECOND, text=f"due {i}")
         for i, c in enumerate(conversations[:3])
     ]
-    typing = [pending_reply(c, typing_at=now - SECOND, due_at=now + 60 * SECOND) for c in conversations[3:5]]
+    # due about a minute from now, 30 ms into a whole second: 12:34:56.030 say
+    typing_due = (now + 60 * SECOND).replace(microsecond=30_000)
+    typing = [pending_reply(c, typing_at=now - SECOND, due_at=typing_due) for c in conversations[3:5]]
     later = pending_reply(conversations[5], due_at=now + timedelta(hours=1))
     due_listener, typing_listener = GroupListener(conversations[2].pk), GroupListener(conversations[3].pk)
     # when: the first due reply's wake-up runs (through Celery, in this process)
@@ -296,10 +311,14 @@ def test_one_wakeup_advances_every_reply_whose_time_came_and_a_duplicate_finds_n
     event = due_listener.next_event()
     assert (event["type"], event["message"]["text"]) == ("message.created", "due 2")
     assert typing_listener.next_event() == {"type": "typing", "role": "companion", "is_typing": True}
-    # and one wake-up is queued for the typing replies' shared due time (the end of its 100 ms slot)
+    # and one wake-up is queued for the typing replies' shared due time, at the end of its 100 ms
+    # slot: :56.030 lies in the slot (:56.000, :56.100], so the wake-up is for :56.100
     [(task, [named], eta)] = queued_wakeups()
-    slot_end = typing[0].due_at + (-typing[0].due_at.microsecond % 100_000) * timedelta(microseconds=1)
-    assert (task, named in {typing[0].pk, typing[1].pk}, eta) == ("scheduling.wake_reply", True, slot_end)
+    assert (task, named in {typing[0].pk, typing[1].pk}, eta) == (
+        "scheduling.wake_reply",
+        True,
+        typing_due.replace(microsecond=100_000),
+    )
 
     # when: the same wake-up again, a delivered reply's own wake-up, a typing reply's own wake-up
     again = [tasks.wake_reply.apply(args=[reply.pk]).get() for reply in (due[0], due[2], typing[1])]
