@@ -12,13 +12,14 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from channels.layers import get_channel_layer
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from chat import realtime
@@ -35,6 +36,7 @@ from tests.scheduling.conftest import (
     post,
     run_in_threads,
     sent_once_or_cancelled,
+    wait_for,
 )
 
 State = ScheduledReply.State
@@ -210,11 +212,82 @@ class LockstepThreads:
             thread.join(timeout=10)
 
 
+def in_forced_order(*, first: Callable[[], Any], then: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run ``first`` and commit it only after ``then`` has started; return both results.
+
+    ``first`` runs in a thread of its own, inside a transaction that stays open (so its row locks
+    stay held) until ``then``, run here, has returned or is waiting on a lock in PostgreSQL. So
+    ``first`` always holds its locks before ``then`` starts: the interleaving is forced, not
+    hoped for.
+    """
+    holding, then_done = threading.Event(), threading.Event()
+    results: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                results["first"] = first()
+                holding.set()
+                wait_for(
+                    lambda: then_done.is_set() or session_waiting_on_a_row_lock(),
+                    timeout=30,
+                    what="the second session to finish or to wait on the first one's locks",
+                )
+        except BaseException as exc:  # asserted on below
+            errors.append(exc)
+        finally:
+            holding.set()
+            connection.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert holding.wait(timeout=30)
+    try:
+        results["then"] = then()
+    finally:
+        then_done.set()
+        thread.join(timeout=30)
+    assert errors == []
+    return results["first"], results["then"]
+
+
 @pytest.mark.django_db(transaction=True)
-def test_race_person_message_against_delivery_1000_rounds(conversation, purged_broker):
-    """Released together, 1000 times: each round ends sent with one message, or cancelled with none."""
-    outcomes: Counter[str] = Counter()
+def test_race_person_message_against_delivery_both_orders_forced_then_1000_free_rounds(
+    conversation, purged_broker
+):
+    """Each order forced once, each with its own outcome; then 1000 rounds released together.
+
+    Delivery first: the person's message waits for the delivery's locks and the reply is sent.
+    Message first: the delivery skips the locked row and the reply is cancelled. Released
+    together, every round ends sent with one message or cancelled with none.
+    """
     person = conversation.person
+
+    # given: a due reply; when: a delivery holds it while the person writes
+    reply = pending_reply(conversation, due_at=timezone.now() - SECOND)
+    delivered, (message, _) = in_forced_order(
+        first=lambda: reply_deliver(reply_id=reply.pk),
+        then=lambda: message_post(conversation=conversation, author=person, text="hi", client_id="forced-1"),
+    )
+    # then: sent with its one message; the person's message is stored after it and cancels nothing
+    assert (delivered, sent_once_or_cancelled(reply), reply.outcome_reason) == (True, State.SENT, "")
+    assert message.pk > reply.message_id
+
+    # given: another due reply; when: the person's message holds it while a delivery runs
+    reply = pending_reply(conversation, due_at=timezone.now() - SECOND)
+    (message, _), delivered = in_forced_order(
+        first=lambda: message_post(
+            conversation=conversation, author=person, text="hey", client_id="forced-2"
+        ),
+        then=lambda: reply_deliver(reply_id=reply.pk),
+    )
+    # then: the delivery found nothing it could claim, and the reply is cancelled with no message
+    assert (delivered, sent_once_or_cancelled(reply)) == (False, State.CANCELLED)
+    assert reply.outcome_reason == f"cancelled by person message {message.pk}"
+
+    # and released together, 1000 times
+    outcomes: Counter[str] = Counter()
     threads = LockstepThreads(2)
     try:
         for round_number in range(1000):
@@ -364,8 +437,6 @@ def session_waiting_on_a_row_lock() -> bool:
 @pytest.mark.django_db(transaction=True)
 def test_a_person_message_that_waits_on_a_typing_wakeup_takes_that_typing_back(conversation, purged_broker):
     # given: a wake-up (another session) has marked the reply typing and not committed yet
-    from tests.scheduling.conftest import wait_for
-
     now = timezone.now()
     reply = pending_reply(conversation, typing_at=now - SECOND, due_at=now + 30 * SECOND)
     listener = GroupListener(conversation.pk)
@@ -463,16 +534,51 @@ def test_a_batch_meeting_an_existing_message_records_it_and_still_delivers_the_r
 
 
 @pytest.mark.django_db(transaction=True)
-def test_race_person_message_against_a_dispatched_batch_200_rounds(conversation, person, purged_broker):
-    """The batch path under the same race: sent with one message, or cancelled with none."""
+def test_race_person_message_against_a_dispatched_batch_both_orders_forced_then_200_free_rounds(
+    conversation, person, purged_broker
+):
+    """The batch path under the same race: each order forced once, then 200 rounds released together."""
     other = ConversationFactory(person=person)
+
+    def due_pair() -> tuple[ScheduledReply, ScheduledReply]:
+        """A due reply in the person's conversation and one in another conversation."""
+        return (
+            pending_reply(conversation, due_at=timezone.now() - SECOND),
+            pending_reply(other, due_at=timezone.now() - SECOND),
+        )
+
+    def post_now(client_id: str) -> Message:
+        return message_post(conversation=conversation, author=person, text="hi", client_id=client_id)[0]
+
+    # given: two due replies; when: a dispatcher holds both while the person writes
+    reply, bystander = due_pair()
+    report, message = in_forced_order(first=due_replies_dispatch, then=lambda: post_now("forced-1"))
+    # then: both are sent, each with its one message; the person's message cancels nothing
+    assert (report.delivered, sent_once_or_cancelled(reply), sent_once_or_cancelled(bystander)) == (
+        2,
+        State.SENT,
+        State.SENT,
+    )
+    assert message.pk > reply.message_id
+
+    # given: two more; when: the person's message holds its conversation while a dispatcher runs
+    reply, bystander = due_pair()
+    message, report = in_forced_order(first=lambda: post_now("forced-2"), then=due_replies_dispatch)
+    # then: the dispatcher delivers the bystander only; the person's reply is cancelled with none
+    assert (report.delivered, sent_once_or_cancelled(reply), sent_once_or_cancelled(bystander)) == (
+        1,
+        State.CANCELLED,
+        State.SENT,
+    )
+    assert reply.outcome_reason == f"cancelled by person message {message.pk}"
+
+    # and released together, 200 times
     outcomes: Counter[str] = Counter()
     threads = LockstepThreads(2)
     try:
         for round_number in range(200):
             # given: a due reply in the person's conversation and one in another conversation
-            reply = pending_reply(conversation, due_at=timezone.now() - SECOND)
-            bystander = pending_reply(other, due_at=timezone.now() - SECOND)
+            reply, bystander = due_pair()
             # when: the person's message and a dispatcher run are released together
             threads.run_round(
                 lambda n=round_number: message_post(
