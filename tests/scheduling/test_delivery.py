@@ -212,17 +212,25 @@ class LockstepThreads:
             thread.join(timeout=10)
 
 
-def in_forced_order(*, first: Callable[[], Any], then: Callable[[], Any]) -> tuple[Any, Any]:
-    """Run ``first`` and commit it only after ``then`` has started; return both results.
+def in_forced_order(*, first: Callable[[], Any], then: Callable[[], Any]) -> tuple[Any, Any, bool]:
+    """Run ``first`` and commit it only after ``then`` has started; return both results and a flag.
 
     ``first`` runs in a thread of its own, inside a transaction that stays open (so its row locks
     stay held) until ``then``, run here, has returned or is waiting on a lock in PostgreSQL. So
     ``first`` always holds its locks before ``then`` starts: the interleaving is forced, not
-    hoped for.
+    hoped for. The flag says whether ``then`` was seen waiting on those locks.
     """
-    holding, then_done = threading.Event(), threading.Event()
+    holding, then_done, then_waited = threading.Event(), threading.Event(), threading.Event()
     results: dict[str, Any] = {}
     errors: list[BaseException] = []
+
+    def then_returned_or_waits() -> bool:
+        if then_done.is_set():
+            return True
+        if session_waiting_on_a_row_lock():
+            then_waited.set()
+            return True
+        return False
 
     def hold() -> None:
         try:
@@ -230,7 +238,7 @@ def in_forced_order(*, first: Callable[[], Any], then: Callable[[], Any]) -> tup
                 results["first"] = first()
                 holding.set()
                 wait_for(
-                    lambda: then_done.is_set() or session_waiting_on_a_row_lock(),
+                    then_returned_or_waits,
                     timeout=30,
                     what="the second session to finish or to wait on the first one's locks",
                 )
@@ -249,7 +257,7 @@ def in_forced_order(*, first: Callable[[], Any], then: Callable[[], Any]) -> tup
         then_done.set()
         thread.join(timeout=30)
     assert errors == []
-    return results["first"], results["then"]
+    return results["first"], results["then"], then_waited.is_set()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -266,24 +274,25 @@ def test_race_person_message_against_delivery_both_orders_forced_then_1000_free_
 
     # given: a due reply; when: a delivery holds it while the person writes
     reply = pending_reply(conversation, due_at=timezone.now() - SECOND)
-    delivered, (message, _) = in_forced_order(
+    delivered, (message, _), message_waited = in_forced_order(
         first=lambda: reply_deliver(reply_id=reply.pk),
         then=lambda: message_post(conversation=conversation, author=person, text="hi", client_id="forced-1"),
     )
-    # then: sent with its one message; the person's message is stored after it and cancels nothing
-    assert (delivered, sent_once_or_cancelled(reply), reply.outcome_reason) == (True, State.SENT, "")
+    # then: the message waited for the delivery; sent with its one message, nothing cancelled
+    assert (delivered, message_waited) == (True, True)
+    assert (sent_once_or_cancelled(reply), reply.outcome_reason) == (State.SENT, "")
     assert message.pk > reply.message_id
 
     # given: another due reply; when: the person's message holds it while a delivery runs
     reply = pending_reply(conversation, due_at=timezone.now() - SECOND)
-    (message, _), delivered = in_forced_order(
+    (message, _), delivered, delivery_waited = in_forced_order(
         first=lambda: message_post(
             conversation=conversation, author=person, text="hey", client_id="forced-2"
         ),
         then=lambda: reply_deliver(reply_id=reply.pk),
     )
-    # then: the delivery found nothing it could claim, and the reply is cancelled with no message
-    assert (delivered, sent_once_or_cancelled(reply)) == (False, State.CANCELLED)
+    # then: the delivery skipped the locked row without waiting; cancelled with no message
+    assert (delivered, delivery_waited, sent_once_or_cancelled(reply)) == (False, False, State.CANCELLED)
     assert reply.outcome_reason == f"cancelled by person message {message.pk}"
 
     # and released together, 1000 times
@@ -552,10 +561,12 @@ def test_race_person_message_against_a_dispatched_batch_both_orders_forced_then_
 
     # given: two due replies; when: a dispatcher holds both while the person writes
     reply, bystander = due_pair()
-    report, message = in_forced_order(first=due_replies_dispatch, then=lambda: post_now("forced-1"))
-    # then: both are sent, each with its one message; the person's message cancels nothing
-    assert (report.delivered, sent_once_or_cancelled(reply), sent_once_or_cancelled(bystander)) == (
-        2,
+    report, message, message_waited = in_forced_order(
+        first=due_replies_dispatch, then=lambda: post_now("forced-1")
+    )
+    # then: the message waited; both are sent, each with its one message; nothing is cancelled
+    assert (report.delivered, message_waited) == (2, True)
+    assert (sent_once_or_cancelled(reply), sent_once_or_cancelled(bystander)) == (
         State.SENT,
         State.SENT,
     )
@@ -563,10 +574,13 @@ def test_race_person_message_against_a_dispatched_batch_both_orders_forced_then_
 
     # given: two more; when: the person's message holds its conversation while a dispatcher runs
     reply, bystander = due_pair()
-    message, report = in_forced_order(first=lambda: post_now("forced-2"), then=due_replies_dispatch)
-    # then: the dispatcher delivers the bystander only; the person's reply is cancelled with none
-    assert (report.delivered, sent_once_or_cancelled(reply), sent_once_or_cancelled(bystander)) == (
-        1,
+    message, report, dispatcher_waited = in_forced_order(
+        first=lambda: post_now("forced-2"), then=due_replies_dispatch
+    )
+    # then: the dispatcher skipped the locked rows without waiting and delivered the bystander
+    # only; the person's reply is cancelled with no message
+    assert (report.delivered, dispatcher_waited) == (1, False)
+    assert (sent_once_or_cancelled(reply), sent_once_or_cancelled(bystander)) == (
         State.CANCELLED,
         State.SENT,
     )
