@@ -30,6 +30,21 @@ async def stored_messages(conversation) -> list[tuple[str, str, str]]:
     return await db(lambda: list(conversation.messages.values_list("role", "text", "client_id")))()
 
 
+MARKER = {"type": "typing", "role": "companion", "is_typing": True}
+
+
+async def next_event_after_pushing_a_marker(socket, conversation_id: int) -> dict:
+    """Push MARKER through the conversation's group; return the socket's next event.
+
+    A test asserts that this is MARKER itself. That shows "nothing else was sent" by order, not
+    by a timeout: whatever the test forbids was sent by the consumer, or published to the group,
+    before the marker is published, and the consumer forwards a subscriber's group messages in
+    the order Redis published them.
+    """
+    await db(realtime.broadcast_typing)(conversation_id=conversation_id, role="companion", is_typing=True)
+    return await receive_event(socket)
+
+
 async def test_a_sent_message_is_stored_and_pushed_to_every_socket(person, conversation, hook_recorder):
     # given: two sockets of the same conversation (two devices)
     phone = await open_as(person, conversation)
@@ -84,7 +99,7 @@ async def test_other_peoples_and_missing_conversations_are_closed_with_4404(
     assert [await close_code(stranger), await close_code(missing)] == [4404, 4404]
     # staff may watch any conversation
     watcher = await open_as(staff_user, conversation)
-    assert await watcher.receive_nothing(timeout=0.1) is True
+    assert await next_event_after_pushing_a_marker(watcher, conversation.pk) == MARKER
     await watcher.disconnect()
 
 
@@ -112,7 +127,7 @@ async def test_connect_with_after_replays_the_missed_messages_in_order(person, c
     # then
     replayed = [await receive_event(socket) for _ in missed]
     assert replayed == [{"type": "message.created", "message": await db(message_payload)(m)} for m in missed]
-    assert await socket.receive_nothing(timeout=0.1) is True
+    assert await next_event_after_pushing_a_marker(socket, conversation.pk) == MARKER
     await socket.disconnect()
 
 
@@ -253,7 +268,8 @@ async def test_read_over_the_socket_moves_the_mark_and_is_broadcast(person, conv
         },
         {"type": "read", "role": "person", "up_to": second.pk},
     ]
-    assert await socket.receive_nothing(timeout=0.2)
+    # the error came after the consumer had handled (and published for) the backwards read
+    assert await next_event_after_pushing_a_marker(socket, conversation.pk) == MARKER
     await db(conversation.refresh_from_db)()
     assert conversation.person_read_up_to == second.pk
     await socket.disconnect()
@@ -285,7 +301,7 @@ async def test_companion_messages_are_broadcast_only_after_commit(person, conver
     assert created["message"]["role"] == "companion"
     assert read == {"type": "read", "role": "companion", "up_to": created["message"]["id"]}
     assert await stored_messages(conversation) == [("companion", "back~ that was good", "")]
-    assert await socket.receive_nothing(timeout=0.1) is True
+    assert await next_event_after_pushing_a_marker(socket, conversation.pk) == MARKER
     await socket.disconnect()
 
 
@@ -317,6 +333,10 @@ async def test_two_people_never_hear_each_other(person, conversation, companion)
     # then
     assert (await receive_event(mine))["message"]["text"] == "hello"
     assert (await receive_event(theirs))["message"]["text"] == "secret"
-    assert await mine.receive_nothing(timeout=0.1) is True
+    # a socket handles its frames one at a time: once Jun's socket answers the next one, the
+    # "secret" frame is done, every push of it published
+    await theirs.send_json_to({"type": "ping"})
+    assert (await receive_event(theirs))["code"] == "type_unknown"
+    assert await next_event_after_pushing_a_marker(mine, conversation.pk) == MARKER
     await mine.disconnect()
     await theirs.disconnect()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 
@@ -207,9 +206,20 @@ def test_missing_folder_and_nothing_approved_are_errors(conversation, tmp_path) 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_only_approved_labels_are_exported(labelled, tmp_path) -> None:
+def test_only_approved_labels_are_exported_never_submitted_or_skipped_ones(labelled, tmp_path) -> None:
+    # given: besides the two approved labels, a submitted one and a skipped one (so the filter has work)
+    assert sorted(DelayLabel.objects.values_list("state", flat=True)) == [
+        "approved",
+        "approved",
+        "skipped",
+        "submitted",
+    ]
+    # when
     export(tmp_path, "--val-fraction", "0")
-    texts = [row["completion"] for row in read_jsonl(tmp_path / "delays.jsonl")]
-    assert all("not approved yet" not in text for text in texts)
-    assert DelayLabel.objects.filter(state="submitted").count() == 1
-    assert timedelta(minutes=40) == labelled[0].delay
+    rows = read_jsonl(tmp_path / "delays.jsonl")
+    # then: exactly the two approved labels are rows; the other two are in neither file
+    assert [(row["meta"]["label_id"], row["completion"]) for row in rows] == [
+        (labelled[0].pk, "13:11] 다녀왔어~ 맛있었다"),
+        (labelled[1].pk, "07:30] good morning! how did it go?"),
+    ]
+    assert (tmp_path / "delays.val.jsonl").read_text() == ""

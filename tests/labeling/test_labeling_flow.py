@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from io import StringIO
 
 import pytest
@@ -372,5 +371,10 @@ def test_precision_report_counts_accepted_and_rejected_per_rule(conversation, st
         "person_pushes_away                    3         1         2        0      33.3%",
         "all rules                             4         1         2        1      33.3%",
     ]
-    assert threat.state == "open"
-    assert datetime(2026, 3, 2, 3, 30, tzinfo=UTC) == SEOUL_NOON
+    # and each task's queue state agrees with the row the report printed for its labels
+    assert list(DelayTask.objects.order_by("id").values_list("id", "state")) == [
+        (push_1.pk, "approved"),
+        (push_2.pk, "no_delay"),
+        (push_3.pk, "no_delay"),
+        (threat.pk, "open"),
+    ]

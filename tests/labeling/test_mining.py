@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -211,10 +210,17 @@ def test_a_new_rule_is_added_in_the_data_file_without_code(conversation, tmp_pat
     assert "  good_night: 1 hits, 1 new tasks" in output
 
 
-def test_mining_never_changes_the_chat_logs(conversation) -> None:
-    messages = chat_log(conversation, SEOUL_NOON, [(0, "person", "stop replying"), (1, "companion", "ok")])
-    before = list(Message.objects.order_by("id").values_list("id", "text", "created_at"))
+def every_message_column() -> list[tuple]:
+    columns = [field.attname for field in Message._meta.concrete_fields]
+    return list(Message.objects.order_by("id").values_list(*columns))
+
+
+def test_mining_makes_a_task_and_never_changes_the_chat_logs(conversation) -> None:
+    # given: a log with a hit, read back column by column
+    chat_log(conversation, SEOUL_NOON, [(0, "person", "stop replying"), (1, "companion", "ok")])
+    before = every_message_column()
+    # when
     mine()
-    assert list(Message.objects.order_by("id").values_list("id", "text", "created_at")) == before
-    assert len(messages) == 2
-    assert datetime(2026, 3, 2, 3, 30, tzinfo=UTC) + timedelta(minutes=1) == before[1][2]
+    # then: the hit became a task, and not one message column changed, none was added or removed
+    assert tasks() == [("person_pushes_away", "stop replying", "stop replying", "stop replying")]
+    assert every_message_column() == before

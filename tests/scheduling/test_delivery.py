@@ -12,13 +12,14 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from channels.layers import get_channel_layer
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from chat import realtime
@@ -35,6 +36,7 @@ from tests.scheduling.conftest import (
     post,
     run_in_threads,
     sent_once_or_cancelled,
+    wait_for,
 )
 
 State = ScheduledReply.State
@@ -113,23 +115,36 @@ def test_the_person_writing_cancels_the_pending_reply_and_takes_back_its_typing(
 
 
 @pytest.mark.django_db
-def test_the_dispatcher_delivers_only_due_rows_and_queues_wakeups_for_the_next_minute(conversation, person):
-    # given: one reply due, one typing within the minute, one an hour away
-    now = timezone.now()
+def test_the_dispatcher_delivers_only_due_rows_and_requeues_a_lost_wakeup_after_the_horizon(
+    conversation, person, purged_broker, django_capture_on_commit_callbacks
+):
+    # given: one reply due, one typing within the minute (due in 90 s), one an hour away; a clock
+    # on a whole minute so every time below is a literal
+    now = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
     others = [ConversationFactory(person=person) for _ in range(2)]
     due = pending_reply(conversation, due_at=now - SECOND)
-    soon = pending_reply(others[0], typing_at=now + 30 * SECOND, due_at=now + 32 * SECOND)
+    soon = pending_reply(others[0], typing_at=now + 30 * SECOND, due_at=now + 90 * SECOND)
     later = pending_reply(others[1], due_at=now + timedelta(hours=1))
     # when
     report = due_replies_dispatch(now=now)
-    # then
+    # then: the due row is sent, the one typing within the 60 s horizon gets a wake-up
     assert (report.delivered, report.wakeups_queued) == (1, 1)
     states = dict(ScheduledReply.objects.values_list("id", "state"))
     assert states == {due.pk: State.SENT, soon.pk: State.PENDING, later.pk: State.PENDING}
     assert ScheduledReply.objects.get(pk=soon.pk).wake_queued_at == now
-    # a second run inside the minute queues nothing again; after the horizon a lost wake-up is re-queued
+    # when: a second run inside the horizon: the wake-up may still be on its way, nothing is queued
     assert due_replies_dispatch(now=now + SECOND).wakeups_queued == 0
-    assert due_replies_dispatch(now=now + 61 * SECOND).delivered == 1
+    # when: 61 s later that wake-up never ran (this test's transaction never committed it: lost)
+    with django_capture_on_commit_callbacks(execute=True):
+        requeue = due_replies_dispatch(now=now + 61 * SECOND)
+    # then: the re-queue itself: counted, stamped on the row, and a wake-up naming the reply is in
+    # the broker, for the end of the 100 ms slot of its typing time 12:00:30.000 (on a slot
+    # boundary, so the slot ends at 12:00:30.000 itself)
+    assert (requeue.delivered, requeue.wakeups_queued) == (0, 1)
+    assert ScheduledReply.objects.get(pk=soon.pk).wake_queued_at == datetime(2031, 5, 1, 12, 1, 1, tzinfo=UTC)
+    assert queued_wakeups() == [
+        ("scheduling.wake_reply", [soon.pk], datetime(2031, 5, 1, 12, 0, 30, tzinfo=UTC)),
+    ]
 
 
 @pytest.mark.django_db
@@ -197,11 +212,91 @@ class LockstepThreads:
             thread.join(timeout=10)
 
 
+def in_forced_order(*, first: Callable[[], Any], then: Callable[[], Any]) -> tuple[Any, Any, bool]:
+    """Run ``first`` and commit it only after ``then`` has started; return both results and a flag.
+
+    ``first`` runs in a thread of its own, inside a transaction that stays open (so its row locks
+    stay held) until ``then``, run here, has returned or is waiting on a lock in PostgreSQL. So
+    ``first`` always holds its locks before ``then`` starts: the interleaving is forced, not
+    hoped for. The flag says whether ``then`` was seen waiting on those locks.
+    """
+    holding, then_done, then_waited = threading.Event(), threading.Event(), threading.Event()
+    results: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def then_returned_or_waits() -> bool:
+        if then_done.is_set():
+            return True
+        if session_waiting_on_a_row_lock():
+            then_waited.set()
+            return True
+        return False
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                results["first"] = first()
+                holding.set()
+                wait_for(
+                    then_returned_or_waits,
+                    timeout=30,
+                    what="the second session to finish or to wait on the first one's locks",
+                )
+        except BaseException as exc:  # asserted on below
+            errors.append(exc)
+        finally:
+            holding.set()
+            connection.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert holding.wait(timeout=30)
+    try:
+        results["then"] = then()
+    finally:
+        then_done.set()
+        thread.join(timeout=30)
+    assert errors == []
+    return results["first"], results["then"], then_waited.is_set()
+
+
 @pytest.mark.django_db(transaction=True)
-def test_race_person_message_against_delivery_1000_rounds(conversation, purged_broker):
-    """Released together, 1000 times: each round ends sent with one message, or cancelled with none."""
-    outcomes: Counter[str] = Counter()
+def test_race_person_message_against_delivery_both_orders_forced_then_1000_free_rounds(
+    conversation, purged_broker
+):
+    """Each order forced once, each with its own outcome; then 1000 rounds released together.
+
+    Delivery first: the person's message waits for the delivery's locks and the reply is sent.
+    Message first: the delivery skips the locked row and the reply is cancelled. Released
+    together, every round ends sent with one message or cancelled with none.
+    """
     person = conversation.person
+
+    # given: a due reply; when: a delivery holds it while the person writes
+    reply = pending_reply(conversation, due_at=timezone.now() - SECOND)
+    delivered, (message, _), message_waited = in_forced_order(
+        first=lambda: reply_deliver(reply_id=reply.pk),
+        then=lambda: message_post(conversation=conversation, author=person, text="hi", client_id="forced-1"),
+    )
+    # then: the message waited for the delivery; sent with its one message, nothing cancelled
+    assert (delivered, message_waited) == (True, True)
+    assert (sent_once_or_cancelled(reply), reply.outcome_reason) == (State.SENT, "")
+    assert message.pk > reply.message_id
+
+    # given: another due reply; when: the person's message holds it while a delivery runs
+    reply = pending_reply(conversation, due_at=timezone.now() - SECOND)
+    (message, _), delivered, delivery_waited = in_forced_order(
+        first=lambda: message_post(
+            conversation=conversation, author=person, text="hey", client_id="forced-2"
+        ),
+        then=lambda: reply_deliver(reply_id=reply.pk),
+    )
+    # then: the delivery skipped the locked row without waiting; cancelled with no message
+    assert (delivered, delivery_waited, sent_once_or_cancelled(reply)) == (False, False, State.CANCELLED)
+    assert reply.outcome_reason == f"cancelled by person message {message.pk}"
+
+    # and released together, 1000 times
+    outcomes: Counter[str] = Counter()
     threads = LockstepThreads(2)
     try:
         for round_number in range(1000):
@@ -279,7 +374,9 @@ def test_one_wakeup_advances_every_reply_whose_time_came_and_a_duplicate_finds_n
         pending_reply(c, due_at=now - (3 - i) * SECOND, text=f"due {i}")
         for i, c in enumerate(conversations[:3])
     ]
-    typing = [pending_reply(c, typing_at=now - SECOND, due_at=now + 60 * SECOND) for c in conversations[3:5]]
+    # due about a minute from now, 30 ms into a whole second: 12:34:56.030 say
+    typing_due = (now + 60 * SECOND).replace(microsecond=30_000)
+    typing = [pending_reply(c, typing_at=now - SECOND, due_at=typing_due) for c in conversations[3:5]]
     later = pending_reply(conversations[5], due_at=now + timedelta(hours=1))
     due_listener, typing_listener = GroupListener(conversations[2].pk), GroupListener(conversations[3].pk)
     # when: the first due reply's wake-up runs (through Celery, in this process)
@@ -296,10 +393,14 @@ def test_one_wakeup_advances_every_reply_whose_time_came_and_a_duplicate_finds_n
     event = due_listener.next_event()
     assert (event["type"], event["message"]["text"]) == ("message.created", "due 2")
     assert typing_listener.next_event() == {"type": "typing", "role": "companion", "is_typing": True}
-    # and one wake-up is queued for the typing replies' shared due time (the end of its 100 ms slot)
+    # and one wake-up is queued for the typing replies' shared due time, at the end of its 100 ms
+    # slot: :56.030 lies in the slot (:56.000, :56.100], so the wake-up is for :56.100
     [(task, [named], eta)] = queued_wakeups()
-    slot_end = typing[0].due_at + (-typing[0].due_at.microsecond % 100_000) * timedelta(microseconds=1)
-    assert (task, named in {typing[0].pk, typing[1].pk}, eta) == ("scheduling.wake_reply", True, slot_end)
+    assert (task, named in {typing[0].pk, typing[1].pk}, eta) == (
+        "scheduling.wake_reply",
+        True,
+        typing_due.replace(microsecond=100_000),
+    )
 
     # when: the same wake-up again, a delivered reply's own wake-up, a typing reply's own wake-up
     again = [tasks.wake_reply.apply(args=[reply.pk]).get() for reply in (due[0], due[2], typing[1])]
@@ -345,8 +446,6 @@ def session_waiting_on_a_row_lock() -> bool:
 @pytest.mark.django_db(transaction=True)
 def test_a_person_message_that_waits_on_a_typing_wakeup_takes_that_typing_back(conversation, purged_broker):
     # given: a wake-up (another session) has marked the reply typing and not committed yet
-    from tests.scheduling.conftest import wait_for
-
     now = timezone.now()
     reply = pending_reply(conversation, typing_at=now - SECOND, due_at=now + 30 * SECOND)
     listener = GroupListener(conversation.pk)
@@ -444,16 +543,56 @@ def test_a_batch_meeting_an_existing_message_records_it_and_still_delivers_the_r
 
 
 @pytest.mark.django_db(transaction=True)
-def test_race_person_message_against_a_dispatched_batch_200_rounds(conversation, person, purged_broker):
-    """The batch path under the same race: sent with one message, or cancelled with none."""
+def test_race_person_message_against_a_dispatched_batch_both_orders_forced_then_200_free_rounds(
+    conversation, person, purged_broker
+):
+    """The batch path under the same race: each order forced once, then 200 rounds released together."""
     other = ConversationFactory(person=person)
+
+    def due_pair() -> tuple[ScheduledReply, ScheduledReply]:
+        """A due reply in the person's conversation and one in another conversation."""
+        return (
+            pending_reply(conversation, due_at=timezone.now() - SECOND),
+            pending_reply(other, due_at=timezone.now() - SECOND),
+        )
+
+    def post_now(client_id: str) -> Message:
+        return message_post(conversation=conversation, author=person, text="hi", client_id=client_id)[0]
+
+    # given: two due replies; when: a dispatcher holds both while the person writes
+    reply, bystander = due_pair()
+    report, message, message_waited = in_forced_order(
+        first=due_replies_dispatch, then=lambda: post_now("forced-1")
+    )
+    # then: the message waited; both are sent, each with its one message; nothing is cancelled
+    assert (report.delivered, message_waited) == (2, True)
+    assert (sent_once_or_cancelled(reply), sent_once_or_cancelled(bystander)) == (
+        State.SENT,
+        State.SENT,
+    )
+    assert message.pk > reply.message_id
+
+    # given: two more; when: the person's message holds its conversation while a dispatcher runs
+    reply, bystander = due_pair()
+    message, report, dispatcher_waited = in_forced_order(
+        first=lambda: post_now("forced-2"), then=due_replies_dispatch
+    )
+    # then: the dispatcher skipped the locked rows without waiting and delivered the bystander
+    # only; the person's reply is cancelled with no message
+    assert (report.delivered, dispatcher_waited) == (1, False)
+    assert (sent_once_or_cancelled(reply), sent_once_or_cancelled(bystander)) == (
+        State.CANCELLED,
+        State.SENT,
+    )
+    assert reply.outcome_reason == f"cancelled by person message {message.pk}"
+
+    # and released together, 200 times
     outcomes: Counter[str] = Counter()
     threads = LockstepThreads(2)
     try:
         for round_number in range(200):
             # given: a due reply in the person's conversation and one in another conversation
-            reply = pending_reply(conversation, due_at=timezone.now() - SECOND)
-            bystander = pending_reply(other, due_at=timezone.now() - SECOND)
+            reply, bystander = due_pair()
             # when: the person's message and a dispatcher run are released together
             threads.run_round(
                 lambda n=round_number: message_post(

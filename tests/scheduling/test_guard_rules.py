@@ -24,11 +24,8 @@ from tests.scheduling.conftest import ScriptedSource, Step, delivered_messages, 
 pytestmark = pytest.mark.django_db
 
 SECOND = timedelta(seconds=1)
-# The typing lead of the default settings: 1 s + 0.08 s per character, at most 8 s.
-
-
-def lead(text: str) -> timedelta:
-    return timedelta(seconds=min(8.0, 1.0 + 0.08 * len(text)))
+# Typing leads below are worked out by hand from the default settings: 1 s + 0.08 s per
+# character, at most 8 s.
 
 
 def plan(conversation, text: str, source: ScriptedSource, *, after: timedelta = 2 * SECOND):
@@ -63,7 +60,8 @@ def test_a_delay_no_rule_objects_to_is_kept_and_the_text_is_not_regenerated(conv
     assert reply.state == ScheduledReply.State.PENDING
     assert reply.proposed_at == reply.final_at == trigger.created_at + timedelta(minutes=40)
     assert reply.due_at == trigger.created_at + timedelta(minutes=40)
-    assert reply.typing_at == reply.due_at - lead("back! lunch was great")
+    # "back! lunch was great" is 21 characters: 1 s + 21 x 0.08 s = 2.68 s of typing
+    assert reply.typing_at == reply.due_at - timedelta(seconds=2, milliseconds=680)
     assert reply.is_delayed is True
     assert changed_rules(reply) == []
     assert [decision["rule"] for decision in reply.guard_decisions] == [
@@ -84,7 +82,8 @@ def test_a_delay_under_the_threshold_becomes_instant_with_text_written_for_now(c
     # then
     assert reply.proposed_at == trigger.created_at + timedelta(minutes=5)
     assert reply.final_at == now
-    assert (reply.typing_at, reply.due_at) == (now, now + lead("haha right, what's up?"))
+    # "haha right, what's up?" is 22 characters: 1 s + 22 x 0.08 s = 2.76 s of typing
+    assert (reply.typing_at, reply.due_at) == (now, now + timedelta(seconds=2, milliseconds=760))
     assert reply.is_delayed is False
     assert changed_rules(reply) == ["instant_threshold"]
     decision = next(d for d in reply.guard_decisions if d["rule"] == "instant_threshold")
@@ -196,7 +195,8 @@ def test_reply_time_scale_compresses_the_delay_and_the_typing_lead(conversation,
     # then
     assert reply.final_at == trigger.created_at + timedelta(minutes=30)
     assert reply.due_at == trigger.created_at + timedelta(seconds=18)
-    assert reply.typing_at == reply.due_at - lead("back!") * 0.01
+    # "back!" is 5 characters: (1 s + 5 x 0.08 s) x 0.01 = 1.4 s x 0.01 = 14 ms of typing
+    assert reply.typing_at == reply.due_at - timedelta(milliseconds=14)
     assert arrives_exactly_at(reply).text == "back!"
 
 

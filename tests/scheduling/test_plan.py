@@ -19,11 +19,21 @@ State = ScheduledReply.State
 
 
 @pytest.mark.django_db
-def test_a_real_model_plans_a_reply_with_a_read_receipt_and_a_recorded_proposal(conversation, real_generator):
-    # given
+def test_a_real_model_plans_a_reply_with_a_read_receipt_and_a_recorded_proposal(
+    conversation, companion, real_generator, settings
+):
+    # given: a companion that may wait at most 5 minutes, under its 10-minute instant threshold,
+    # so whatever time the real model proposes the reply is instant; a flat 3 s typing lead;
+    # the plan runs 2 s after the message (the debounce), with time injected
+    companion.max_delay_minutes = 5
+    companion.save()
+    settings.SCHEDULING_TYPING_MIN_SECONDS = 3.0
+    settings.SCHEDULING_TYPING_SECONDS_PER_CHAR = 0.0
+    settings.SCHEDULING_TYPING_MAX_SECONDS = 3.0
     trigger = post(conversation, "I'm going to eat now")
+    now = trigger.created_at + timedelta(seconds=2)
     # when
-    reply = reply_plan(conversation_id=conversation.pk, trigger_message_id=trigger.pk)
+    reply = reply_plan(conversation_id=conversation.pk, trigger_message_id=trigger.pk, now=now)
     # then: the companion has read the message, and the row records what the model said
     conversation.refresh_from_db()
     assert conversation.companion_read_up_to == trigger.pk
@@ -34,11 +44,15 @@ def test_a_real_model_plans_a_reply_with_a_read_receipt_and_a_recorded_proposal(
     assert propose["completion"].startswith(
         f"{reply.proposed_at.astimezone(conversation_zone(conversation)):%H:%M}]"
     )
-    assert len(reply.guard_decisions) == 4
-    if reply.is_delayed:
-        assert reply.due_at == reply.final_at
-    else:
-        assert reply.typing_at == reply.final_at
+    assert [decision["rule"] for decision in reply.guard_decisions] == [
+        "max_delay",
+        "complaint_cooldown",
+        "delay_ration",
+        "instant_threshold",
+    ]
+    # and the reply is instant: typing starts at the plan's now, the message 3 s later
+    assert (reply.is_delayed, reply.final_at) == (False, now)
+    assert (reply.typing_at, reply.due_at) == (now, now + timedelta(seconds=3))
     assert reply.safety_hits == []
     assert reply.text == [attempt for attempt in reply.generation_attempts if attempt["ok"]][-1]["text"]
     # and a second run of the same plan (a duplicated task) changes nothing
