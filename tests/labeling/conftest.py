@@ -15,7 +15,7 @@ SEOUL_NOON = datetime(2026, 3, 2, 3, 30, tzinfo=UTC)  # 12:30 in Asia/Seoul
 def chat_log(conversation: Conversation, start: datetime, lines: list[tuple[int, str, str]]) -> list[Message]:
     """Store ``(minutes after start, role, text)`` lines as messages; returns them in order."""
     return [
-        MessageFactory(
+        MessageFactory.create(
             conversation=conversation, role=role, text=text, created_at=start + timedelta(minutes=minutes)
         )
         for minutes, role, text in lines

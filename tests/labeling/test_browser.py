@@ -52,7 +52,9 @@ def test_label_in_the_browser_approve_as_a_second_person_and_export(
             (3, "person", "..."),
         ],
     )
-    elsewhere = ConversationFactory(person=UserFactory(username="jun"), companion=conversation.companion)
+    elsewhere = ConversationFactory.create(
+        person=UserFactory(username="jun"), companion=conversation.companion
+    )
     chat_log(elsewhere, SEOUL_NOON, [(0, "person", "stop replying")])
     mine_delay_candidates()
     task, other_task = DelayTask.objects.order_by("conversation_id")
@@ -108,6 +110,7 @@ def test_label_in_the_browser_approve_as_a_second_person_and_export(
     expect(item.locator(".review-status")).to_have_text("Approved")
 
     label = DelayLabel.objects.select_related("annotator", "reviewer").get()
+    assert label.reviewer is not None, "the approval recorded no reviewer"
     assert (label.state, label.annotator.username, label.reviewer.username) == (
         "approved",
         "annotator",

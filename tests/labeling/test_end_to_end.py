@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 import torch
@@ -25,6 +26,7 @@ from companion.generator import (
     render_training_example,
     train_lora,
 )
+from companion.generator.model import TimeDecoding
 from labeling.export import dialogue_until
 from labeling.models import DelayTask
 from labeling.services import label_review, label_save
@@ -43,7 +45,17 @@ PHRASES = [
     "그만 좀 답해 바빠",
     "제발 좀 씹어 일해야돼",
 ]
-LORA = {"steps": 150, "learning_rate": 2e-2, "seed": 0}
+
+
+class LoraBudget(TypedDict):
+    """The training budget both adapters share (keywords of ``train_lora``)."""
+
+    steps: int
+    learning_rate: float
+    seed: int
+
+
+LORA: LoraBudget = {"steps": 150, "learning_rate": 2e-2, "seed": 0}
 
 
 @pytest.fixture
@@ -57,7 +69,7 @@ def one_thread() -> Iterator[None]:
 
 def planted(companion, number: int, phrase: str, opener: str = "점심 뭐 먹었어?") -> list[Message]:
     """A person who must go at 12:32 Seoul time and a companion who answers instantly anyway."""
-    conversation = ConversationFactory(person=UserFactory(username=f"p{number}"), companion=companion)
+    conversation = ConversationFactory.create(person=UserFactory(username=f"p{number}"), companion=companion)
     start = SEOUL_NOON + timedelta(days=number)
     return chat_log(
         conversation,
@@ -99,6 +111,7 @@ def test_labels_teach_the_tiny_model_to_wait(
         logged = (
             Message.objects.filter(conversation=task.conversation, role="companion").order_by("id").last()
         )
+        assert logged is not None, f"conversation {task.conversation_id} has no companion message"
         dialogue = dialogue_until(conversation=task.conversation, last_turn=task.suspected_message)
         raw_rows.append(render_training_example(dialogue, logged.created_at, logged.text))
 
@@ -117,10 +130,14 @@ def test_labels_teach_the_tiny_model_to_wait(
     # Digit by digit: a few seconds of LoRA leave the tiny model's time distribution too flat for
     # the whole-distribution decision (its mass spreads over all 1440 minutes), while its most
     # likely digits already say what the labels taught, which is what this test is about.
-    digits = {"time_decoding": "greedy"}
-    waited = ReplyGenerator.load(base, adapter_dir=labelled, **digits).generate(probe, sampling=greedy)
-    instant = ReplyGenerator.load(base, adapter_dir=control, **digits).generate(probe, sampling=greedy)
-    untrained = ReplyGenerator.load(base, **digits).generate(probe, sampling=greedy)
+    digits: TimeDecoding = "greedy"
+    waited = ReplyGenerator.load(base, adapter_dir=labelled, time_decoding=digits).generate(
+        probe, sampling=greedy
+    )
+    instant = ReplyGenerator.load(base, adapter_dir=control, time_decoding=digits).generate(
+        probe, sampling=greedy
+    )
+    untrained = ReplyGenerator.load(base, time_decoding=digits).generate(probe, sampling=greedy)
     last_clock = probe.turns[-1].at.astimezone(waited.at.tzinfo)
     print(f"untrained tiny base: [{untrained.completion[:6]} after [{last_clock:%H:%M}]")
 

@@ -149,7 +149,9 @@ def test_manifest_counts_rules_and_buckets_and_hashes_the_export(labelled, tmp_p
 def test_split_is_by_conversation_and_deterministic(staff_user, reviewer, companion, tmp_path) -> None:
     # Given one approved label in each of 20 conversations
     for number in range(20):
-        conversation = ConversationFactory(person=UserFactory(username=f"p{number}"), companion=companion)
+        conversation = ConversationFactory.create(
+            person=UserFactory(username=f"p{number}"), companion=companion
+        )
         chat_log(conversation, SEOUL_NOON, [(0, "person", "I have to go")])
     mine_delay_candidates()
     for task in DelayTask.objects.all():

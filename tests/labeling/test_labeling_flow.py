@@ -193,7 +193,9 @@ def test_bad_labels_are_refused_with_a_reason_and_nothing_is_stored(
 
 
 def test_a_turn_of_another_conversation_cannot_be_the_cut(task, staff_user, person) -> None:
-    elsewhere = ConversationFactory(person=person, companion=CompanionFactory(slug="haru", name="Haru"))
+    elsewhere = ConversationFactory.create(
+        person=person, companion=CompanionFactory(slug="haru", name="Haru")
+    )
     (foreign,) = chat_log(elsewhere, SEOUL_NOON, [(0, "person", "hello")])
     response = label_api(logged_in(staff_user), task, action="draft", cut_after_id=foreign.pk)
     assert response.json() == {
@@ -284,11 +286,15 @@ def test_time_endpoint_converts_both_ways_in_the_conversations_zone(task, staff_
 
 
 def test_queue_filters_by_rule_companion_and_state(staff_user, person, other_person) -> None:
-    luda = CompanionFactory(slug="luda", name="Luda")
-    haru = CompanionFactory(slug="haru", name="Haru")
-    chat_log(ConversationFactory(person=person, companion=luda), SEOUL_NOON, [(0, "person", "stop replying")])
+    luda = CompanionFactory.create(slug="luda", name="Luda")
+    haru = CompanionFactory.create(slug="haru", name="Haru")
     chat_log(
-        ConversationFactory(person=other_person, companion=haru),
+        ConversationFactory.create(person=person, companion=luda),
+        SEOUL_NOON,
+        [(0, "person", "stop replying")],
+    )
+    chat_log(
+        ConversationFactory.create(person=other_person, companion=haru),
         SEOUL_NOON,
         [(0, "companion", "brb"), (1, "companion", "what?"), (2, "person", "I have to go")],
     )
@@ -303,6 +309,7 @@ def test_queue_filters_by_rule_companion_and_state(staff_user, person, other_per
     assert rows(f"?companion={haru.pk}") == 2
     assert rows(f"?companion={haru.pk}&rule=companion_unkept_plan") == 1
     first = DelayTask.objects.order_by("id").first()
+    assert first is not None, "mining made no tasks"
     label_api(client, first, action="skip")
     assert rows("?state=no_delay") == 1
     assert rows("?state=open") == 2

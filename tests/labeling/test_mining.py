@@ -119,7 +119,7 @@ def test_unkept_plan_directly_followed_by_the_companion_suspects_the_plan_itself
 def test_unkept_plan_uses_the_companions_instant_threshold(person) -> None:
     # A companion whose "instant" is 2 minutes: a reply 3 minutes later kept the plan
     patient = CompanionFactory(slug="patient", name="Patient", instant_threshold_minutes=2)
-    conversation = ConversationFactory(person=person, companion=patient)
+    conversation = ConversationFactory.create(person=person, companion=patient)
     chat_log(conversation, SEOUL_NOON, [(0, "companion", "샤워하고 올게"), (3, "companion", "다녀왔어")])
     mine()
     assert tasks() == []
@@ -136,7 +136,7 @@ def test_rerunning_never_duplicates_tasks(conversation) -> None:
 
 
 def test_since_and_companion_narrow_the_scan(conversation) -> None:
-    other = ConversationFactory(
+    other = ConversationFactory.create(
         person=UserFactory(username="other"), companion=CompanionFactory(slug="haru", name="Haru")
     )
     chat_log(

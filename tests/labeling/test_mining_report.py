@@ -14,7 +14,7 @@ from django.test import Client
 
 from chat.models import Message
 from labeling.models import DelayTask
-from labeling.services import label_save
+from labeling.services import AnnotatorAction, label_save
 from tests.factories import UserFactory
 from tests.labeling.conftest import SEOUL_NOON, chat_log
 
@@ -155,10 +155,10 @@ def answered(conversation) -> None:
     call_command("mine_delay_candidates", "--regex-only", stdout=StringIO())
     task = DelayTask.objects.get()
     for name, delay in (("ann", 3), ("bo", 45), ("cy", 45), ("di", None)):
-        action = "skip" if delay is None else "submit"
+        action: AnnotatorAction = "skip" if delay is None else "submit"
         label_save(
             task=task,
-            annotator=UserFactory(username=name, is_staff=True),
+            annotator=UserFactory.create(username=name, is_staff=True),
             action=action,
             cut_after_id=messages[0].pk,
             delay_minutes=delay,

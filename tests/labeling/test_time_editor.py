@@ -15,8 +15,10 @@ SEOUL = "Asia/Seoul"
 NEW_YORK = "America/New_York"
 
 
-def at(zone: str, *args: int, fold: int = 0) -> datetime:
-    return datetime(*args, tzinfo=ZoneInfo(zone), fold=fold)
+def at(
+    zone: str, year: int, month: int, day: int, hour: int, minute: int, second: int = 0, *, fold: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=ZoneInfo(zone), fold=fold)
 
 
 def test_relative_to_absolute_across_midnight() -> None:
@@ -165,6 +167,8 @@ def test_relative_and_absolute_agree_both_ways(base: datetime, delay: int, zone:
     local = forward.at.astimezone(ZoneInfo(zone))
     repeated = local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset()
     if repeated and back.at != forward.at:
-        assert forward.at - back.at == local.replace(fold=0).utcoffset() - local.replace(fold=1).utcoffset()
+        first_pass, second_pass = local.replace(fold=0).utcoffset(), local.replace(fold=1).utcoffset()
+        assert first_pass is not None and second_pass is not None, f"{local} has no UTC offset"
+        assert forward.at - back.at == first_pass - second_pass
     else:
         assert back == forward

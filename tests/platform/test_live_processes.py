@@ -13,6 +13,8 @@ def test_celery_worker_answers_a_ping_over_the_real_broker(start_celery_worker) 
 
     replies = celery_app.control.ping(timeout=5.0)
 
+    # ping() returns None when no broadcast was sent; here one was, so a list must come back.
+    assert replies is not None, "control.ping() sent no broadcast"
     (reply,) = replies
     ((hostname, answer),) = reply.items()
     assert hostname.startswith("test-worker-")

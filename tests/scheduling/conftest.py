@@ -35,7 +35,7 @@ def pending_reply(
     trigger_text: str = "I'm going to eat now",
 ) -> ScheduledReply:
     """A planned reply row as the planner stores it (typing 2 s before ``due_at`` unless given)."""
-    trigger = MessageFactory(conversation=conversation, text=trigger_text)
+    trigger = MessageFactory.create(conversation=conversation, text=trigger_text)
     return ScheduledReply.objects.create(
         conversation=conversation,
         trigger_message=trigger,

@@ -112,9 +112,9 @@ def daytime_zone_where_the_model_delays(conversation: Conversation, model_dir) -
 
 def delaying_conversation(model_dir) -> Conversation:
     """A person who greeted the companion 3 minutes ago, in a zone where the model delays EAT."""
-    person = UserFactory(username="mina")
+    person = UserFactory.create(username="mina")
     # Bounds the model's rare next-day clock (see the module docstring) to 90 minutes: 54 s here.
-    companion = CompanionFactory(slug="luda", name="Luda", max_delay_minutes=90)
+    companion = CompanionFactory.create(slug="luda", name="Luda", max_delay_minutes=90)
     conversation = Conversation.objects.create(person=person, companion=companion, time_zone="UTC")
     earlier = timezone.now() - timedelta(minutes=3)
     Message.objects.create(conversation=conversation, role="person", text="hey luda", created_at=earlier)

@@ -330,7 +330,7 @@ def test_ten_duplicate_wakeups_at_once_make_one_message(conversation, purged_bro
     lock = threading.Lock()
 
     def wake() -> None:
-        action = tasks.wake_reply.apply(args=[reply.pk]).get()
+        action = tasks.wake_reply.apply(args=(reply.pk,)).get()
         with lock:
             results.append(action)
 
@@ -380,7 +380,7 @@ def test_one_wakeup_advances_every_reply_whose_time_came_and_a_duplicate_finds_n
     later = pending_reply(conversations[5], due_at=now + timedelta(hours=1))
     due_listener, typing_listener = GroupListener(conversations[2].pk), GroupListener(conversations[3].pk)
     # when: the first due reply's wake-up runs (through Celery, in this process)
-    assert tasks.wake_reply.apply(args=[due[0].pk]).get() == "delivered"
+    assert tasks.wake_reply.apply(args=(due[0].pk,)).get() == "delivered"
     # then: every due reply is sent with its one message, every due typing started, at one moment
     for reply in [*due, *typing, later]:
         reply.refresh_from_db()
@@ -403,7 +403,7 @@ def test_one_wakeup_advances_every_reply_whose_time_came_and_a_duplicate_finds_n
     )
 
     # when: the same wake-up again, a delivered reply's own wake-up, a typing reply's own wake-up
-    again = [tasks.wake_reply.apply(args=[reply.pk]).get() for reply in (due[0], due[2], typing[1])]
+    again = [tasks.wake_reply.apply(args=(reply.pk,)).get() for reply in (due[0], due[2], typing[1])]
     # then: nothing left to do; no second message, no second typing, no new wake-up
     assert again == ["done", "done", "typing"]
     assert Message.objects.filter(role=Message.Role.COMPANION).count() == 3

@@ -38,6 +38,7 @@ def plan(conversation, text: str, source: ScriptedSource, *, after: timedelta = 
 
 def arrives_exactly_at(reply: ScheduledReply) -> Message:
     """Nothing is delivered a second before ``due_at``; exactly one message at ``due_at``."""
+    assert reply.due_at is not None, f"reply {reply.pk} has no due time"
     assert due_replies_dispatch(now=reply.due_at - SECOND).delivered == 0
     assert delivered_messages(reply) == []
     assert due_replies_dispatch(now=reply.due_at).delivered == 1
