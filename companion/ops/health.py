@@ -34,15 +34,16 @@ def _run(name: str, check: Callable[[], str]) -> CheckResult:
     started = time.monotonic()
     try:
         detail = check()
+    except CheckFailed as exc:
+        return CheckResult(name, False, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
     except Exception as exc:  # a failed check is a report, never a 500
-        return CheckResult(name, False, f"{type(exc).__name__}: {_short(exc)}", time.monotonic() - started)
+        # The type only: drivers' messages quote hosts, ports and socket paths.
+        return CheckResult(name, False, f"{type(exc).__name__}", time.monotonic() - started)
     return CheckResult(name, True, detail, time.monotonic() - started)
 
 
-def _short(exc: Exception) -> str:
-    # The first line only, and never longer than a line: driver messages can quote the DSN's host.
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return text[:120].replace(str(settings.DATABASE_URL), "<database>").replace(settings.REDIS_URL, "<redis>")
+class CheckFailed(Exception):
+    """A check's own finding; its message is written by us and safe to show."""
 
 
 def check_database() -> str:
@@ -70,7 +71,7 @@ def check_migrations() -> str:
     return "ok"
 
 
-class MigrationsPending(Exception):
+class MigrationsPending(CheckFailed):
     """``manage.py migrate`` has not run for this code."""
 
 
@@ -99,7 +100,7 @@ def check_generator_loaded() -> str:
     return f"loaded in {count} process(es)"
 
 
-class GeneratorNotLoaded(Exception):
+class GeneratorNotLoaded(CheckFailed):
     """No planner process reported a loaded model (see companion.ops.workers)."""
 
 

@@ -44,5 +44,5 @@ def _ping(worker: str, *, timeout: float) -> str:
     return "pong"
 
 
-class WorkerSilent(Exception):
+class WorkerSilent(health.CheckFailed):
     """The named Celery worker did not answer ``inspect ping``."""
