@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import urllib.error
 import urllib.request
 from io import StringIO
 
 import pytest
+import redis
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
+from companion.ops.workers import LOADED_SET, loaded_processes
 from tests.conftest import subprocess_environment
 from tests.live import free_port, spawn, wait_until_ready
+from tests.scheduling.conftest import wait_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -111,7 +116,35 @@ def test_the_readiness_command_pings_a_named_celery_worker(start_celery_worker):
 
 
 def _node_name(worker) -> str:
-    import socket
-
     number = worker.name.rsplit("-", 1)[1]
     return f"test-worker-{number}@{socket.gethostname()}"
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_planner_that_preloads_the_generator_makes_the_generator_check_ready(
+    start_celery_worker, tiny_model_dir
+):
+    redis.Redis.from_url(settings.REDIS_URL).delete(LOADED_SET.format(host=socket.gethostname()))
+    # given: no planner process has loaded a model on this host
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("readiness", "--generator", stdout=out)
+    assert json.loads(out.getvalue())["checks"]["generator"]["detail"] == (
+        "GeneratorNotLoaded: no planner process on this host has loaded the generator"
+    )
+    # when: a planner with two processes starts and preloads the tiny model
+    worker = start_celery_worker(
+        concurrency=2,
+        queues="plan",
+        extra_env={"OPS_PRELOAD_GENERATOR": "1", "GENERATOR_MODEL_DIR": str(tiny_model_dir)},
+    )
+    wait_for(lambda: loaded_processes() == 2, timeout=120, what="both processes to load the model")
+    # then: the planner's check (its ping and its loaded model) is ready
+    out = StringIO()
+    call_command("readiness", "--generator", "--celery-worker", _node_name(worker), stdout=out)
+    report = json.loads(out.getvalue())
+    assert (report["status"], report["checks"]["generator"]["detail"]) == ("ready", "loaded in 2 process(es)")
+    # when: the planner stops, its processes leave the set
+    worker.stop()
+    assert loaded_processes() == 0
