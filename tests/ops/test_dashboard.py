@@ -25,7 +25,7 @@ def family(name: str) -> str:
 def test_every_metric_the_dashboard_queries_is_exposed(client, settings):
     settings.METRICS_TOKEN = METRICS_TOKEN
     text = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}").content.decode()
-    exposed = set(re.findall(r"^# TYPE (\w+) ", text, flags=re.MULTILINE))
+    exposed = {family(name) for name in re.findall(r"^# TYPE (\w+) ", text, flags=re.MULTILINE)}
     queried = {
         family(name)
         for panel in json.loads(DASHBOARD.read_text())["panels"]
