@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -38,9 +38,19 @@ class ReplyTableCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = clock()
-        with connection.cursor() as cursor:
-            cursor.execute(_TABLE_QUERY, [now])
-            rows = cursor.fetchall()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_TABLE_QUERY, [now])
+                rows = cursor.fetchall()
+        except DatabaseError:
+            # The process metrics still go out; the missing table gauges and this one say why.
+            yield GaugeMetricFamily(
+                "companion_reply_table_up", "1 when the scrape could read the reply table.", value=0
+            )
+            return
+        yield GaugeMetricFamily(
+            "companion_reply_table_up", "1 when the scrape could read the reply table.", value=1
+        )
         by_state = dict.fromkeys(ScheduledReply.State.values, 0)
         oldest_due: datetime | None = None
         for state, count, due in rows:

@@ -8,13 +8,33 @@ bearer token and answers 404 while no token is configured (disabled, not open).
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from functools import wraps
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from companion.ops import health, metrics
+
+View = Callable[[HttpRequest], HttpResponse]
+
+
+def require_GET(view: View) -> View:
+    """GET (and HEAD) only; anything else gets 405 with the project's JSON error shape."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            response = JsonResponse(
+                {"code": "method_not_allowed", "detail": f"{request.method} is not allowed here; use GET."},
+                status=405,
+            )
+            response["Allow"] = "GET, HEAD"
+            return response
+        return view(request)
+
+    return wrapper
 
 
 @require_GET

@@ -147,7 +147,7 @@ def deliver_due(*, now: datetime | None, batch_size: int, time_budget_seconds: f
 def _report_delivered(
     replies: Iterable[ScheduledReply], *, sent: set[int], now: datetime, seconds: float
 ) -> None:
-    """After commit: the lag histogram and one log line per delivered reply (JSON with LOG_FORMAT=json)."""
+    """Once the batch's transaction is left: the lag histogram and one log line per delivered reply."""
     if not sent:
         return
     delivered = [

@@ -148,3 +148,14 @@ def test_a_planner_that_preloads_the_generator_makes_the_generator_check_ready(
     # when: the planner stops, its processes leave the set
     worker.stop()
     assert loaded_processes() == 0
+
+
+@pytest.mark.django_db
+def test_health_endpoints_answer_json_and_refuse_other_methods_with_the_error_shape(client):
+    assert (client.get("/healthz").status_code, client.get("/healthz").json()) == (200, {"status": "ok"})
+    response = client.post("/readyz")
+    assert (response.status_code, response.json(), response["Allow"]) == (
+        405,
+        {"code": "method_not_allowed", "detail": "POST is not allowed here; use GET."},
+        "GET, HEAD",
+    )
