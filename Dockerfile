@@ -6,7 +6,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DJANGO_SETTINGS_MODULE=companion.settings
 
-RUN useradd --create-home --uid 1000 companion
+RUN useradd --create-home --uid 1000 companion \
+    # prometheus-client's multiprocess folder: a fresh named volume takes this owner (compose).
+    && mkdir -p /var/lib/companion/metrics && chown companion /var/lib/companion/metrics
 WORKDIR /app
 
 # The CPU build of torch first: the default index would pull several GB of CUDA packages.

@@ -245,6 +245,13 @@ def main() -> None:
         help="DATABASE_CONN_MAX_AGE for daphne (0 = what `make run` uses)",
     )
     parser.add_argument(
+        "--metrics-cost",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="instead: the stack only, ROUNDS times with METRICS_ENABLED off and on; one JSON line",
+    )
+    parser.add_argument(
         "--serve", nargs=4, metavar=("KIND", "PORT", "DATABASE", "CONVERSATION"), help=argparse.SUPPRESS
     )
     options = parser.parse_args()
@@ -258,6 +265,9 @@ def main() -> None:
     env = prepare_engines(options.conn_max_age)
     pairs, baseline_conversation, database_url = prepare_data(options.clients)
     print(f"{options.clients} clients x {options.messages} messages, closed loop, {os.cpu_count()} CPUs")
+    if options.metrics_cost:
+        metrics_cost(env, pairs, options.messages, options.metrics_cost)
+        return
     results: dict[str, Result] = {}
 
     port = free_port()
@@ -287,6 +297,53 @@ def main() -> None:
         print(result.line())
     print(f"ratio stack/echo   {results['stack'].rate / results['echo'].rate:.2f}x")
     print(f"ratio stack/insert {results['stack'].rate / results['insert'].rate:.2f}x  (target >= 0.5x)")
+
+
+def run_stack(env: dict[str, str], pairs: list[tuple[int, str]], messages: int) -> Result:
+    port = free_port()
+    daphne = start(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "companion.asgi:application"],
+        env,
+    )
+    try:
+        wait_for_port(port, daphne, "daphne")
+        urls = [f"ws://127.0.0.1:{port}/ws/conversations/{cid}/?token={key}" for cid, key in pairs]
+        return asyncio.run(run_load("stack", urls, messages))
+    finally:
+        stop(daphne)
+
+
+def metrics_cost(env: dict[str, str], pairs: list[tuple[int, str]], messages: int, rounds: int) -> None:
+    """The stack with metrics off and on (multiprocess mode), alternating order per round; one JSON line."""
+    folder = tempfile.mkdtemp(prefix="ws-ingest-metrics-")
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    for round_number in range(rounds):
+        for mode in ("off", "on") if round_number % 2 == 0 else ("on", "off"):
+            mode_env = {
+                **env,
+                "PROMETHEUS_MULTIPROC_DIR": folder,
+                "METRICS_ENABLED": "1" if mode == "on" else "0",
+            }
+            result = run_stack(mode_env, pairs, messages)
+            rates[mode].append(result.rate)
+            print(f"round {round_number + 1} metrics {mode}: {result.line()}", flush=True)
+    off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+    print(
+        json.dumps(
+            {
+                "bench": "ws_ingest_metrics_cost",
+                "clients": len(pairs),
+                "messages": messages,
+                "rounds": rounds,
+                "msgs_per_s_off": round(off, 1),
+                "msgs_per_s_on": round(on, 1),
+                "ratio_on_off": round(on / off, 4),
+                "cost_percent": round((1 - on / off) * 100, 2),
+                "rates_off": [round(rate, 1) for rate in rates["off"]],
+                "rates_on": [round(rate, 1) for rate in rates["on"]],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

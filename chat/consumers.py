@@ -21,7 +21,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import connections
 
-from chat import realtime, selectors, services
+from chat import metrics, realtime, selectors, services
 from chat.db_threads import in_db_thread as _db
 from chat.models import Conversation, Message
 from chat.text_rules import ChatInputInvalid
@@ -41,6 +41,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     conversation: Conversation
     group_name: str
+    counted_open: bool = False
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -59,6 +60,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # clients de-duplicate by id) rather than lost between the replay query and the join.
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         await self.accept()
+        self.counted_open = True
+        metrics.websocket_opened()
         await self._replay()
 
     async def _refuse(self, code: int) -> None:
@@ -68,6 +71,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
+        if self.counted_open:
+            self.counted_open = False
+            metrics.websocket_closed()
         if hasattr(self, "group_name"):
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
         # A persistent connection (CONN_MAX_AGE > 0) lives in this socket's context: end it with it.

@@ -26,7 +26,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from chat import hooks, realtime
+from chat import hooks, metrics, realtime
 from chat.models import Companion, Conversation, Message, validate_time_zone
 from chat.text_rules import ChatInputInvalid, validate_client_id, validate_message_text
 
@@ -113,6 +113,7 @@ def message_post(
     )
     message._state.adding = False
     message._state.db = connection.alias
+    metrics.messages_posted(role=Message.Role.PERSON)
     hooks.announce_person_message(message)
     transaction.on_commit(partial(push, message), robust=True)
     return message, True
@@ -145,6 +146,7 @@ def companion_message_create(
                 f"A message for scheduled reply {scheduled_reply_id} already exists."
             ) from exc
         raise
+    metrics.messages_posted(role=Message.Role.COMPANION)
     transaction.on_commit(partial(realtime.broadcast_message, message), robust=True)
     return message
 
@@ -186,6 +188,7 @@ def companion_messages_create(*, deliveries: Sequence[CompanionDelivery]) -> lis
             "A message already exists for one of scheduled replies "
             f"{sorted(delivery.scheduled_reply_id for delivery in deliveries)}."
         ) from exc
+    metrics.messages_posted(role=Message.Role.COMPANION, count=len(messages))
     transaction.on_commit(partial(realtime.broadcast_messages, messages), robust=True)
     return messages
 

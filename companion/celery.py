@@ -9,3 +9,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "companion.settings")
 app = Celery("companion")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# The worker-side checks (companion.ops.workers) hook Celery's process signals.
+import companion.ops.workers  # noqa: E402, F401

@@ -197,11 +197,21 @@ WHITENOISE_USE_FINDERS = True
 if not STATIC_ROOT.is_dir():
     warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
+# LOG_FORMAT=json: one JSON object per line (companion.ops.logs), e.g. one per plan and per delivery.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "companion.ops.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     # The embedded engines narrate every start and stop at INFO; only problems matter here.
     "loggers": {
@@ -236,3 +246,16 @@ SCHEDULING_TYPING_MAX_SECONDS = env.float("SCHEDULING_TYPING_MAX_SECONDS", defau
 # A JSON object, script -> text: {"en": "...", "ko": "..."}.
 SCHEDULING_SAFETY_FALLBACK_TEXT = env.json("SCHEDULING_SAFETY_FALLBACK_TEXT", default=None)
 SCHEDULING_REGENERATION_TEMPERATURE = env.float("SCHEDULING_REGENERATION_TEMPERATURE", default=None)
+
+# --- Operations (README "Operating it") ------------------------------------------------------
+# /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; with no token it answers 404.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# Off: the services record no metric at all (bench/ measures the cost of on against off).
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+# prometheus-client's multiprocess folder, shared by every process whose metrics /metrics sums;
+# read by prometheus-client itself from the environment, repeated here for the scrape view.
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
+# /readyz also requires a planner process on this host with a loaded generator (a planner's check).
+READYZ_CHECK_GENERATOR = env.bool("READYZ_CHECK_GENERATOR", default=False)
+# Worker processes load the generator when they start, and report it (companion.ops.workers).
+OPS_PRELOAD_GENERATOR = env.bool("OPS_PRELOAD_GENERATOR", default=False)

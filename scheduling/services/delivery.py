@@ -7,7 +7,9 @@ duplicate wake-up finds nothing left to claim.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -23,10 +25,11 @@ from chat.services import (
     companion_messages_create,
 )
 from chat.text_rules import ChatInputInvalid, validate_message_text
-from scheduling import conf
+from scheduling import conf, metrics
 from scheduling.models import ScheduledReply
 from scheduling.services.errors import DeliveryConflict
 
+logger = logging.getLogger(__name__)
 State = ScheduledReply.State
 
 
@@ -36,7 +39,7 @@ def _claimable() -> Any:
     return (
         ScheduledReply.objects.select_for_update(skip_locked=True, of=("self", "conversation"))
         .select_related("conversation")
-        .only("id", "conversation_id", "text", "conversation__id")
+        .only("id", "conversation_id", "text", "due_at", "conversation__id")
     )
 
 
@@ -129,13 +132,47 @@ def deliver_due(*, now: datetime | None, batch_size: int, time_budget_seconds: f
     delivered: set[int] = set()
     while True:
         current = now or timezone.now()
+        batch_started = time.monotonic()
         with transaction.atomic():
             batch = list(
                 _claimable().filter(state=State.PENDING, due_at__lte=current).order_by("due_at")[:batch_size]
             )
-            delivered |= _deliver_claimed(batch, now=current)
+            sent = _deliver_claimed(batch, now=current)
+        _report_delivered(batch, sent=sent, now=current, seconds=time.monotonic() - batch_started)
+        delivered |= sent
         if len(batch) < batch_size or time.monotonic() - started > time_budget_seconds:
             return delivered
+
+
+def _report_delivered(
+    replies: Iterable[ScheduledReply], *, sent: set[int], now: datetime, seconds: float
+) -> None:
+    """Once the batch's transaction is left: the lag histogram and one log line per delivered reply."""
+    if not sent:
+        return
+    delivered = [
+        (reply, (now - reply.due_at).total_seconds())
+        for reply in replies
+        if reply.pk in sent and reply.due_at
+    ]
+    metrics.replies_delivered(lag for _, lag in delivered)
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    for reply, lag in delivered:
+        logger.info(
+            "reply %s delivered %.3fs after its due time",
+            reply.pk,
+            lag,
+            extra={
+                "event": "reply_delivered",
+                "conversation_id": reply.conversation_id,
+                "reply_id": reply.pk,
+                "state": State.SENT,
+                "lag_seconds": round(lag, 4),
+                "batch_size": len(sent),
+                "batch_seconds": round(seconds, 4),
+            },
+        )
 
 
 def dispatch_batch_size() -> int:
@@ -149,8 +186,11 @@ def dispatch_time_budget() -> float:
 def reply_deliver(*, reply_id: int, now: datetime | None = None) -> bool:
     """Deliver one due reply if it is still pending and nobody else holds it; True when this call sent it."""
     now = now or timezone.now()
+    started = time.monotonic()
     with transaction.atomic():
         reply = _claimable().filter(pk=reply_id, state=State.PENDING, due_at__lte=now).first()
         if reply is None:
             return False
-        return reply.pk in _deliver_claimed([reply], now=now)
+        sent = _deliver_claimed([reply], now=now)
+    _report_delivered([reply], sent=sent, now=now, seconds=time.monotonic() - started)
+    return reply.pk in sent

@@ -7,6 +7,7 @@ its trigger is still the newest person message, otherwise it is recorded ``super
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from chat.models import Conversation, Message
 from chat.services import conversation_mark_read
-from scheduling import conf
+from scheduling import conf, metrics
 from scheduling.generation import ReplySource, reply_source
 from scheduling.guard_rules import typing_lead
 from scheduling.models import ScheduledReply
@@ -54,8 +55,10 @@ def _store(
     state: str,
     record: PlanRecord,
     now: datetime,
+    started: float,
     draft: ReplyDraft | None = None,
     reason: str = "",
+    failure_code: str | None = None,
 ) -> ScheduledReply:
     """Insert the plan's row under the conversation lock; superseded when a newer person message exists."""
     fields: dict[str, Any] = {
@@ -99,8 +102,52 @@ def _store(
     except IntegrityError:
         # A duplicate plan task stored this trigger's row first: that row is the outcome.
         return ScheduledReply.objects.get(trigger_message=trigger)
-    logger.info("reply %s for message %s: %s %s", reply.pk, trigger.pk, reply.state, reply.due_at or "")
+    _report(
+        reply, trigger=trigger, record=record, seconds=time.monotonic() - started, failure_code=failure_code
+    )
     return reply
+
+
+def _report(
+    reply: ScheduledReply, *, trigger: Message, record: PlanRecord, seconds: float, failure_code: str | None
+) -> None:
+    """The plan's metrics and its one log line (JSON with ``LOG_FORMAT=json``)."""
+    metrics.plan_recorded(
+        outcome=reply.state,
+        failure_reason=failure_code if reply.state == State.FAILED else None,
+        seconds=seconds,
+        attempts=record.attempts,
+        decisions=record.decisions,
+        safety_hits=record.safety_hits,
+    )
+    delay = (
+        (reply.final_at - trigger.created_at).total_seconds()
+        if reply.final_at is not None and trigger.created_at is not None
+        else None
+    )
+    due_in = (reply.due_at - reply.planned_at).total_seconds() if reply.due_at is not None else None
+    logger.info(
+        "reply %s for message %s: %s %s",
+        reply.pk,
+        trigger.pk,
+        reply.state,
+        reply.due_at or "",
+        extra={
+            "event": "reply_planned",
+            "conversation_id": reply.conversation_id,
+            "reply_id": reply.pk,
+            "trigger_message_id": trigger.pk,
+            "state": reply.state,
+            "failure_code": failure_code if reply.state == State.FAILED else None,
+            "is_delayed": reply.is_delayed,
+            "delay_seconds": delay,
+            "due_in_seconds": due_in,
+            "plan_seconds": round(seconds, 4),
+            "generation_attempts": len(record.attempts),
+            "guard_changes": sum(1 for decision in record.decisions if decision.get("changed")),
+            "safety_hits": len(record.safety_hits),
+        },
+    )
 
 
 def reply_plan(
@@ -117,6 +164,7 @@ def reply_plan(
     and every attempt are on the row). Raises :class:`ReplyPlanInvalid` for ids that do not
     name a person message of that conversation.
     """
+    started = time.monotonic()
     existing = ScheduledReply.objects.filter(trigger_message_id=trigger_message_id).first()
     if existing is not None:
         return existing
@@ -137,6 +185,7 @@ def reply_plan(
             trigger=trigger,
             state=State.SUPERSEDED,
             record=record,
+            started=started,
             now=now or timezone.now(),
             reason="a newer person message arrived before planning started",
         )
@@ -153,7 +202,9 @@ def reply_plan(
             state=State.FAILED,
             record=record,
             now=plan_now,
+            started=started,
             reason=f"the reply generator is unavailable: {type(exc).__name__}: {exc}",
+            failure_code="generator_unavailable",
         )
     try:
         draft = reply_draft(
@@ -168,7 +219,9 @@ def reply_plan(
             state=State.FAILED,
             record=record,
             now=plan_now,
+            started=started,
             reason=f"planning failed: {type(exc).__name__}: {exc}",
+            failure_code="planning_error",
         )
     if draft is None:
         return _store(
@@ -176,7 +229,16 @@ def reply_plan(
             state=State.FAILED,
             record=record,
             now=plan_now,
+            started=started,
             reason="generation failed for the proposal and for the instant fallback",
+            failure_code="generation_failed",
         )
     # Model time has passed: timing starts from when the row is stored, unless time is injected.
-    return _store(trigger=trigger, state=State.PENDING, record=record, now=now or timezone.now(), draft=draft)
+    return _store(
+        trigger=trigger,
+        state=State.PENDING,
+        record=record,
+        started=started,
+        now=now or timezone.now(),
+        draft=draft,
+    )

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from chat import realtime
 from chat.models import Message
-from scheduling import conf
+from scheduling import conf, metrics
 from scheduling.enqueue import wake_reply_enqueue
 from scheduling.models import ScheduledReply
 from scheduling.services.delivery import deliver_due, dispatch_batch_size, dispatch_time_budget
@@ -71,6 +71,7 @@ def reply_wakes_queue(*, wakes: Iterable[tuple[int, datetime]], now: datetime | 
             cache.delete(key)  # the slot is not queued: let the next caller try
             raise
         queued += 1
+    metrics.wakeup_slots_queued(queued)
     return queued
 
 
