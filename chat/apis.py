@@ -7,6 +7,7 @@ exactly like one that does not exist.
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 
 from django.contrib.auth import authenticate
@@ -20,7 +21,8 @@ from drf_spectacular.utils import (
     extend_schema_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
+from rest_framework.exceptions import APIException, NotFound
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -55,6 +57,33 @@ class UncheckedTextField(serializers.Field[str, str, str, Any]):
 
     def to_representation(self, value: str) -> str:
         return value
+
+
+class CompanionSlugField(serializers.SlugRelatedField[Companion]):
+    """A companion by slug; anything that is no slug (a NUL byte, a path) is refused before the query."""
+
+    _SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
+    default_error_messages = {
+        "required": "Give the slug of a companion (GET /api/v1/companions/).",
+        "null": "Give the slug of a companion (GET /api/v1/companions/).",
+        "does_not_exist": "No companion has this slug.",
+        "invalid": "No companion has this slug.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(slug_field="slug", queryset=Companion.objects.all(), **kwargs)
+
+    def to_internal_value(self, data: Any) -> Companion:
+        # PostgreSQL refuses a NUL byte in a query parameter (DataError): check the form first.
+        if not isinstance(data, str) or self._SLUG.fullmatch(data) is None:
+            self.fail("does_not_exist")
+        return super().to_internal_value(data)
+
+
+class CursorInvalid(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The cursor is not one this API handed out."
+    default_code = "cursor_invalid"
 
 
 def error_response(exc: ChatInputInvalid) -> Response:
@@ -140,7 +169,7 @@ class ConversationListApi(APIView):
 
     @extend_schema_serializer(component_name="ConversationCreateInput")
     class InputSerializer(serializers.Serializer[Any]):
-        companion = serializers.SlugRelatedField(slug_field="slug", queryset=Companion.objects.all())
+        companion = CompanionSlugField()
         time_zone = serializers.CharField(required=False, max_length=64, help_text="IANA name.")
         person_age_group = serializers.ChoiceField(
             choices=Conversation.AgeGroup.choices, default=Conversation.AgeGroup.ADULT
@@ -191,6 +220,19 @@ class MessagePagination(CursorPagination):
 
     def get_ordering(self, request: Request, queryset: Any, view: Any) -> tuple[str, ...]:
         return ("id",) if "after" in request.query_params else ("-id",)
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        # DRF answers a garbled cursor with 404 and passes any position on to the query, where a
+        # position that is no id raised ValueError (a 500). A cursor is input: refuse it with 400.
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound as exc:
+            raise CursorInvalid() from exc
+        # The stubs type the position as an int; decoded from the query string it is a str.
+        position = str(cursor.position) if cursor is not None and cursor.position is not None else None
+        if position is not None and not (position.isascii() and position.isdigit()):
+            raise CursorInvalid()
+        return cursor
 
 
 class MessageListApi(APIView):

@@ -23,6 +23,7 @@ from django.db import connections
 
 from chat import realtime, selectors, services
 from chat.db_threads import in_db_thread as _db
+from chat.json_limits import MAX_JSON_DEPTH, JsonTooDeep, loads_bounded
 from chat.models import Conversation, Message
 from chat.text_rules import ChatInputInvalid
 
@@ -101,7 +102,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             )
             return
         try:
-            event = json.loads(text_data)
+            event = loads_bounded(text_data)
+        except JsonTooDeep:
+            await self._error("json_too_deep", f"The frame nests deeper than {MAX_JSON_DEPTH} levels.")
+            return
         except ValueError:
             await self._error("json_invalid", "The frame is not valid JSON.")
             return
@@ -182,6 +186,13 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         event: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
         event.update({key: value for key, value in extra.items() if isinstance(value, str)})
         await self.send_json(event)
+
+
+class UnknownPathConsumer(AsyncWebsocketConsumer):
+    """Every socket path that is no route: the handshake is refused (HTTP 403), nothing more."""
+
+    async def connect(self) -> None:
+        await self.close()
 
 
 def _query_parameter(scope: dict[str, Any], name: str) -> str | None:
