@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from kombu import Queue
 
 from companion import embedded
@@ -26,6 +27,19 @@ if DEBUG or env.bool("COMPANION_DEV_SECRET", default=False):
     SECRET_KEY = env("DJANGO_SECRET_KEY", default="") or embedded.development_secret_key(DATA_DIR)
 else:
     SECRET_KEY = env("DJANGO_SECRET_KEY")
+
+# --- HTTPS: on unless development (DEBUG) or DJANGO_INSECURE_HTTP=1 says otherwise ------------
+# Behind a TLS-terminating proxy: that proxy must set X-Forwarded-Proto (and drop a client's own).
+HTTPS = not DEBUG and not env.bool("DJANGO_INSECURE_HTTP", default=False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS and env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+# Probes inside the compose network speak plain HTTP to the container.
+SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^readyz/?$", r"^metrics/?$"]
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list(
@@ -64,7 +78,31 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "companion.security.PathScopedCSPMiddleware",
 ]
+
+# --- Content-Security-Policy (django-csp): only this origin's scripts, styles and sockets ------
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        # Companion avatars may live on another https host.
+        "img-src": [SELF, "data:", "https:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# The labeling pages start their script with one inline call each (labeling/templates); until
+# that call moves into labeling.js they need inline scripts, on /labeling/ only (staff pages).
+# Swagger UI (the API docs) styles itself inline.
+CSP_PATH_UPDATES = {
+    "/labeling/": {"script-src": [UNSAFE_INLINE]},
+    "/api/v1/docs/": {"style-src": [UNSAFE_INLINE]},
+}
 
 ROOT_URLCONF = "companion.urls"
 ASGI_APPLICATION = "companion.asgi.application"
@@ -207,6 +245,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The schema and the docs need a login (token or session) unless made public on purpose.
+    "SERVE_PERMISSIONS": (
+        ["rest_framework.permissions.AllowAny"]
+        if env.bool("API_DOCS_PUBLIC", default=False)
+        else ["rest_framework.permissions.IsAuthenticated"]
+    ),
 }
 
 # --- Internationalization: store UTC, render in the conversation's zone ----------------------

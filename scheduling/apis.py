@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chat.apis import ErrorSerializer
 from chat.models import Conversation
 from scheduling.models import ScheduledReply
 from scheduling.selectors import conversation_replies
@@ -53,10 +54,6 @@ class ConversationRepliesApi(APIView):
                 "cancelled_at",
                 "message_id",
             ]
-
-    class ErrorSerializer(serializers.Serializer[Any]):
-        code = serializers.CharField()
-        detail = serializers.CharField()
 
     @extend_schema(
         parameters=[OpenApiParameter("state", str, enum=ScheduledReply.State.values, required=False)],

@@ -16,6 +16,8 @@ from companion import embedded
 os.environ.setdefault("COMPANION_DEV_SECRET", "1")
 # The suite runs with DEBUG off (as production does) and asks for the embedded engines explicitly.
 os.environ.setdefault("COMPANION_EMBEDDED", "1")
+# Test clients and live servers speak plain HTTP; tests/platform checks the HTTPS configuration.
+os.environ.setdefault("DJANGO_INSECURE_HTTP", "1")
 if not os.environ.get("REDIS_URL"):
     embedded.ensure_redis(Path(tempfile.mkdtemp(prefix="companion-test-redis-")))
 
