@@ -163,10 +163,15 @@ if env.bool("DATABASE_POOL", default=False):
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# One Redis may serve all three; production gives each its own database (docker-compose.yml), so
+# a cache flush or eviction never touches broker queues.
+REDIS_CACHE_URL = env("REDIS_CACHE_URL", default="") or REDIS_URL
+REDIS_CHANNELS_URL = env("REDIS_CHANNELS_URL", default="") or REDIS_URL
+
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": REDIS_CACHE_URL,
         "KEY_PREFIX": "companion",
     }
 }
@@ -177,12 +182,12 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "companion-asgi"},
+        "CONFIG": {"hosts": [REDIS_CHANNELS_URL], "prefix": "companion-asgi"},
     }
 }
 
 # --- Celery: an at-least-once world; PostgreSQL holds the truth, Redis carries wake-ups ----
-CELERY_BROKER_URL = embedded.celery_broker_url(REDIS_URL)
+CELERY_BROKER_URL = embedded.celery_broker_url(env("CELERY_BROKER_URL", default="") or REDIS_URL)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
