@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.backends import AxesStandaloneBackend  # type: ignore[import-untyped]  # no types shipped
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -29,3 +30,16 @@ def lockout_response(
     if seconds is not None:
         response["Retry-After"] = str(seconds)
     return response
+
+
+class LockoutBackend(AxesStandaloneBackend):
+    """django-axes' backend, for logins that come with a request (the login page, the token API).
+
+    A call of ``authenticate()`` without one (a management command, a shell, a test) has no
+    address to count and no client to lock out: the stock backend raises then; this one steps aside.
+    """
+
+    def authenticate(self, request: HttpRequest | None, *args: Any, **kwargs: Any) -> None:
+        if request is None:
+            return None
+        return super().authenticate(request, *args, **kwargs)

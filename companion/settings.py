@@ -219,7 +219,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # django-axes: failed logins (the login page and the token API) lock the account and the address.
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "chat.lockout.LockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
