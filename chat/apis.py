@@ -86,6 +86,17 @@ class CursorInvalid(APIException):
     default_code = "cursor_invalid"
 
 
+# The statuses every operation can answer besides its own (all in the one error shape): 401
+# without a valid token or session, 429 over the throttle (or a login lockout), and for a body
+# 400 malformed or invalid, 413 too large, 415 not JSON; 404 where the path names a conversation.
+SIGNED_IN = (401, 429)
+WITH_BODY = (400, 413, 415)
+
+
+def errors(*statuses: int) -> dict[int, type[ErrorSerializer]]:
+    return {status_code: ErrorSerializer for status_code in statuses}
+
+
 def error_response(exc: ChatInputInvalid) -> Response:
     code = status.HTTP_403_FORBIDDEN if isinstance(exc, services.NotConversationPerson) else 400
     return Response({"code": exc.code, "detail": exc.detail}, status=code)
@@ -116,7 +127,9 @@ class RegisterApi(APIView):
         username = serializers.CharField()
         token = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: ErrorSerializer}, auth=[])
+    @extend_schema(
+        request=InputSerializer, responses={201: OutputSerializer, **errors(*WITH_BODY, 429)}, auth=[]
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -143,7 +156,9 @@ class TokenApi(APIView):
     class OutputSerializer(serializers.Serializer[Any]):
         token = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 400: ErrorSerializer}, auth=[])
+    @extend_schema(
+        request=InputSerializer, responses={200: OutputSerializer, **errors(*WITH_BODY, 429)}, auth=[]
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -159,7 +174,7 @@ class TokenApi(APIView):
 class CompanionListApi(APIView):
     """Every companion a person can talk with."""
 
-    @extend_schema(responses={200: CompanionSerializer(many=True)})
+    @extend_schema(responses={200: CompanionSerializer(many=True), **errors(*SIGNED_IN)})
     def get(self, request: Request) -> Response:
         return Response(CompanionSerializer(selectors.companion_list(), many=True).data)
 
@@ -175,7 +190,7 @@ class ConversationListApi(APIView):
             choices=Conversation.AgeGroup.choices, default=Conversation.AgeGroup.ADULT
         )
 
-    @extend_schema(responses={200: ConversationSerializer(many=True)})
+    @extend_schema(responses={200: ConversationSerializer(many=True), **errors(*SIGNED_IN)})
     def get(self, request: Request) -> Response:
         return Response(
             ConversationSerializer(selectors.conversation_list(user=request.user), many=True).data
@@ -183,7 +198,11 @@ class ConversationListApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={201: ConversationSerializer, 200: ConversationSerializer, 400: ErrorSerializer},
+        responses={
+            201: ConversationSerializer,
+            200: ConversationSerializer,
+            **errors(*WITH_BODY, *SIGNED_IN),
+        },
         description="201 with the new conversation; 200 with the existing one if the caller "
         "already talks with that companion. time_zone defaults to the companion's.",
     )
@@ -204,7 +223,7 @@ class ConversationListApi(APIView):
 
 
 class ConversationDetailApi(APIView):
-    @extend_schema(responses={200: ConversationSerializer})
+    @extend_schema(responses={200: ConversationSerializer, **errors(*SIGNED_IN, 404)})
     def get(self, request: Request, conversation_id: int) -> Response:
         return Response(ConversationSerializer(visible_conversation(request, conversation_id)).data)
 
@@ -251,7 +270,7 @@ class MessageListApi(APIView):
             OpenApiParameter("limit", int, description="Page size (default 50, at most 200)."),
             OpenApiParameter("cursor", str, description="The cursor of a next/previous link."),
         ],
-        responses={200: MessageSerializer(many=True), 400: ErrorSerializer},
+        responses={200: MessageSerializer(many=True), **errors(400, *SIGNED_IN, 404)},
     )
     def get(self, request: Request, conversation_id: int) -> Response:
         conversation = visible_conversation(request, conversation_id)
@@ -276,8 +295,7 @@ class MessageListApi(APIView):
         responses={
             201: MessageSerializer,
             200: MessageSerializer,
-            400: ErrorSerializer,
-            403: ErrorSerializer,
+            **errors(*WITH_BODY, *SIGNED_IN, 403, 404),
         },
         description="201 with the stored message; 200 with the same message when this client_id "
         "was already sent in this conversation (nothing is stored twice).",
@@ -306,7 +324,7 @@ class ConversationReadApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: ConversationSerializer, 400: ErrorSerializer, 403: ErrorSerializer},
+        responses={200: ConversationSerializer, **errors(*WITH_BODY, *SIGNED_IN, 403, 404)},
     )
     def post(self, request: Request, conversation_id: int) -> Response:
         conversation = visible_conversation(request, conversation_id)

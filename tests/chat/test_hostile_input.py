@@ -226,3 +226,54 @@ async def test_a_socket_for_an_id_beyond_bigint_is_closed_with_4404(person):
 
     socket = await ws_open(10**30, query=f"token={await token_key_async(person)}")
     assert await close_code(socket) == 4404
+
+
+def test_the_schema_documents_every_error_status_of_each_operation(staff_user):
+    from tests.conftest import token_client
+
+    schema = token_client(staff_user).get("/api/v1/schema/", {"format": "json"}).json()
+    statuses = {
+        (path, method): sorted(operation["responses"])
+        for path, item in schema["paths"].items()
+        if path.startswith("/api/v1/") and not path.startswith(("/api/v1/labeling", "/api/v1/staff"))
+        for method, operation in item.items()
+    }
+    assert statuses == {
+        ("/api/v1/auth/register/", "post"): ["201", "400", "413", "415", "429"],
+        ("/api/v1/auth/token/", "post"): ["200", "400", "413", "415", "429"],
+        ("/api/v1/companions/", "get"): ["200", "401", "429"],
+        ("/api/v1/conversations/", "get"): ["200", "401", "429"],
+        ("/api/v1/conversations/", "post"): ["200", "201", "400", "401", "413", "415", "429"],
+        ("/api/v1/conversations/{conversation_id}/", "get"): ["200", "401", "404", "429"],
+        ("/api/v1/conversations/{conversation_id}/messages/", "get"): ["200", "400", "401", "404", "429"],
+        ("/api/v1/conversations/{conversation_id}/messages/", "post"): [
+            "200",
+            "201",
+            "400",
+            "401",
+            "403",
+            "404",
+            "413",
+            "415",
+            "429",
+        ],
+        # scheduling's staff view of a conversation's planned replies
+        ("/api/v1/conversations/{conversation_id}/replies/", "get"): [
+            "200",
+            "400",
+            "401",
+            "403",
+            "404",
+            "429",
+        ],
+        ("/api/v1/conversations/{conversation_id}/read/", "post"): [
+            "200",
+            "400",
+            "401",
+            "403",
+            "404",
+            "413",
+            "415",
+            "429",
+        ],
+    }
