@@ -277,3 +277,13 @@ def test_the_schema_documents_every_error_status_of_each_operation(staff_user):
             "429",
         ],
     }
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nope/", "/api/v1/conversations/abc/", "/api/"])
+def test_an_unknown_api_path_is_a_json_404(api_client, path):
+    response = api_client.get(path)
+    assert (response.status_code, response["Content-Type"], response.json()) == (
+        404,
+        "application/json",
+        {"code": "not_found", "detail": "No API endpoint at this path."},
+    )
