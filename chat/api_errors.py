@@ -9,8 +9,10 @@ and headers (``Retry-After``, ``WWW-Authenticate``) stay DRF's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -49,3 +51,20 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             "detail": str(response.data.get("detail", "")),
         }
     return response
+
+
+class ApiNotFoundMiddleware:
+    """A path under ``/api/`` that no route matches is a JSON 404 too, not Django's HTML page."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code == 404
+            and request.path.startswith("/api/")
+            and response.get("Content-Type", "").startswith("text/html")
+        ):
+            return JsonResponse({"code": "not_found", "detail": "No API endpoint at this path."}, status=404)
+        return response

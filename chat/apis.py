@@ -7,6 +7,7 @@ exactly like one that does not exist.
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 
 from django.contrib.auth import authenticate
@@ -20,7 +21,8 @@ from drf_spectacular.utils import (
     extend_schema_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
+from rest_framework.exceptions import APIException, NotFound
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -57,6 +59,44 @@ class UncheckedTextField(serializers.Field[str, str, str, Any]):
         return value
 
 
+class CompanionSlugField(serializers.SlugRelatedField[Companion]):
+    """A companion by slug; anything that is no slug (a NUL byte, a path) is refused before the query."""
+
+    _SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
+    default_error_messages = {
+        "required": "Give the slug of a companion (GET /api/v1/companions/).",
+        "null": "Give the slug of a companion (GET /api/v1/companions/).",
+        "does_not_exist": "No companion has this slug.",
+        "invalid": "No companion has this slug.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(slug_field="slug", queryset=Companion.objects.all(), **kwargs)
+
+    def to_internal_value(self, data: Any) -> Companion:
+        # PostgreSQL refuses a NUL byte in a query parameter (DataError): check the form first.
+        if not isinstance(data, str) or self._SLUG.fullmatch(data) is None:
+            self.fail("does_not_exist")
+        return super().to_internal_value(data)
+
+
+class CursorInvalid(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The cursor is not one this API handed out."
+    default_code = "cursor_invalid"
+
+
+# The statuses every operation can answer besides its own (all in the one error shape): 401
+# without a valid token or session, 429 over the throttle (or a login lockout), and for a body
+# 400 malformed or invalid, 413 too large, 415 not JSON; 404 where the path names a conversation.
+SIGNED_IN = (401, 429)
+WITH_BODY = (400, 413, 415)
+
+
+def errors(*statuses: int) -> dict[int, type[ErrorSerializer]]:
+    return {status_code: ErrorSerializer for status_code in statuses}
+
+
 def error_response(exc: ChatInputInvalid) -> Response:
     code = status.HTTP_403_FORBIDDEN if isinstance(exc, services.NotConversationPerson) else 400
     return Response({"code": exc.code, "detail": exc.detail}, status=code)
@@ -87,7 +127,9 @@ class RegisterApi(APIView):
         username = serializers.CharField()
         token = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: ErrorSerializer}, auth=[])
+    @extend_schema(
+        request=InputSerializer, responses={201: OutputSerializer, **errors(*WITH_BODY, 429)}, auth=[]
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -114,7 +156,9 @@ class TokenApi(APIView):
     class OutputSerializer(serializers.Serializer[Any]):
         token = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 400: ErrorSerializer}, auth=[])
+    @extend_schema(
+        request=InputSerializer, responses={200: OutputSerializer, **errors(*WITH_BODY, 429)}, auth=[]
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -130,7 +174,7 @@ class TokenApi(APIView):
 class CompanionListApi(APIView):
     """Every companion a person can talk with."""
 
-    @extend_schema(responses={200: CompanionSerializer(many=True)})
+    @extend_schema(responses={200: CompanionSerializer(many=True), **errors(*SIGNED_IN)})
     def get(self, request: Request) -> Response:
         return Response(CompanionSerializer(selectors.companion_list(), many=True).data)
 
@@ -140,13 +184,13 @@ class ConversationListApi(APIView):
 
     @extend_schema_serializer(component_name="ConversationCreateInput")
     class InputSerializer(serializers.Serializer[Any]):
-        companion = serializers.SlugRelatedField(slug_field="slug", queryset=Companion.objects.all())
+        companion = CompanionSlugField()
         time_zone = serializers.CharField(required=False, max_length=64, help_text="IANA name.")
         person_age_group = serializers.ChoiceField(
             choices=Conversation.AgeGroup.choices, default=Conversation.AgeGroup.ADULT
         )
 
-    @extend_schema(responses={200: ConversationSerializer(many=True)})
+    @extend_schema(responses={200: ConversationSerializer(many=True), **errors(*SIGNED_IN)})
     def get(self, request: Request) -> Response:
         return Response(
             ConversationSerializer(selectors.conversation_list(user=request.user), many=True).data
@@ -154,7 +198,11 @@ class ConversationListApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={201: ConversationSerializer, 200: ConversationSerializer, 400: ErrorSerializer},
+        responses={
+            201: ConversationSerializer,
+            200: ConversationSerializer,
+            **errors(*WITH_BODY, *SIGNED_IN),
+        },
         description="201 with the new conversation; 200 with the existing one if the caller "
         "already talks with that companion. time_zone defaults to the companion's.",
     )
@@ -175,7 +223,7 @@ class ConversationListApi(APIView):
 
 
 class ConversationDetailApi(APIView):
-    @extend_schema(responses={200: ConversationSerializer})
+    @extend_schema(responses={200: ConversationSerializer, **errors(*SIGNED_IN, 404)})
     def get(self, request: Request, conversation_id: int) -> Response:
         return Response(ConversationSerializer(visible_conversation(request, conversation_id)).data)
 
@@ -191,6 +239,19 @@ class MessagePagination(CursorPagination):
 
     def get_ordering(self, request: Request, queryset: Any, view: Any) -> tuple[str, ...]:
         return ("id",) if "after" in request.query_params else ("-id",)
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        # DRF answers a garbled cursor with 404 and passes any position on to the query, where a
+        # position that is no id raised ValueError (a 500). A cursor is input: refuse it with 400.
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound as exc:
+            raise CursorInvalid() from exc
+        # The stubs type the position as an int; decoded from the query string it is a str.
+        position = str(cursor.position) if cursor is not None and cursor.position is not None else None
+        if position is not None and not (position.isascii() and position.isdigit()):
+            raise CursorInvalid()
+        return cursor
 
 
 class MessageListApi(APIView):
@@ -209,7 +270,7 @@ class MessageListApi(APIView):
             OpenApiParameter("limit", int, description="Page size (default 50, at most 200)."),
             OpenApiParameter("cursor", str, description="The cursor of a next/previous link."),
         ],
-        responses={200: MessageSerializer(many=True), 400: ErrorSerializer},
+        responses={200: MessageSerializer(many=True), **errors(400, *SIGNED_IN, 404)},
     )
     def get(self, request: Request, conversation_id: int) -> Response:
         conversation = visible_conversation(request, conversation_id)
@@ -234,8 +295,7 @@ class MessageListApi(APIView):
         responses={
             201: MessageSerializer,
             200: MessageSerializer,
-            400: ErrorSerializer,
-            403: ErrorSerializer,
+            **errors(*WITH_BODY, *SIGNED_IN, 403, 404),
         },
         description="201 with the stored message; 200 with the same message when this client_id "
         "was already sent in this conversation (nothing is stored twice).",
@@ -264,7 +324,7 @@ class ConversationReadApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: ConversationSerializer, 400: ErrorSerializer, 403: ErrorSerializer},
+        responses={200: ConversationSerializer, **errors(*WITH_BODY, *SIGNED_IN, 403, 404)},
     )
     def post(self, request: Request, conversation_id: int) -> Response:
         conversation = visible_conversation(request, conversation_id)

@@ -14,6 +14,7 @@ The consumer is thin: it parses a frame, calls one service, and forwards the gro
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -23,8 +24,10 @@ from django.db import connections
 
 from chat import metrics, realtime, selectors, services
 from chat.db_threads import in_db_thread as _db
+from chat.json_limits import MAX_JSON_DEPTH, JsonTooDeep, loads_bounded
 from chat.models import Conversation, Message
 from chat.text_rules import ChatInputInvalid
+from chat.throttles import person_budget_spend
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -107,7 +110,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             )
             return
         try:
-            event = json.loads(text_data)
+            event = loads_bounded(text_data)
+        except JsonTooDeep:
+            await self._error("json_too_deep", f"The frame nests deeper than {MAX_JSON_DEPTH} levels.")
+            return
         except ValueError:
             await self._error("json_invalid", "The frame is not valid JSON.")
             return
@@ -135,6 +141,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _message_send(self, event: dict[str, Any]) -> None:
         client_id = event.get("client_id")
+        # The person's REST budget (chat.throttles), shared in Redis: a socket is no way around it.
+        wait = await _db(person_budget_spend)(self.scope["user"])
+        if wait is not None:
+            retry_after = max(1, math.ceil(wait))
+            await self._error(
+                "rate_limited",
+                f"Too many requests; nothing was stored. Try again in {retry_after} s.",
+                client_id=client_id,
+                retry_after=retry_after,
+            )
+            return
         committed: list[Message] = []
         try:
             message, created = await _db(services.message_post)(
@@ -184,10 +201,22 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content, ensure_ascii=False))
 
-    async def _error(self, code: str, detail: str, **extra: Any) -> None:
+    async def _error(
+        self, code: str, detail: str, *, client_id: Any = None, retry_after: int | None = None
+    ) -> None:
         event: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
-        event.update({key: value for key, value in extra.items() if isinstance(value, str)})
+        if isinstance(client_id, str):  # echoed only when it is one a client could match
+            event["client_id"] = client_id
+        if retry_after is not None:
+            event["retry_after"] = retry_after
         await self.send_json(event)
+
+
+class UnknownPathConsumer(AsyncWebsocketConsumer):
+    """Every socket path that is no route: the handshake is refused (HTTP 403), nothing more."""
+
+    async def connect(self) -> None:
+        await self.close()
 
 
 def _query_parameter(scope: dict[str, Any], name: str) -> str | None:

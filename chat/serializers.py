@@ -39,6 +39,12 @@ def message_payload(message: Message) -> dict[str, Any]:
 
 
 class CompanionSerializer(serializers.ModelSerializer[Companion]):
+    # The model's URLField is blank=True: "" is a valid answer, and a "format: uri" schema would
+    # call it a violation.
+    avatar_url = serializers.CharField(
+        read_only=True, help_text='An http(s) URL of the avatar image, or "" when the companion has none.'
+    )
+
     class Meta:
         model = Companion
         fields = ["id", "slug", "name", "description", "speaking_style", "avatar_url", "default_time_zone"]

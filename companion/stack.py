@@ -1,4 +1,4 @@
-"""``make run``: the whole stack in one terminal — web (ASGI), a Celery worker and Celery beat.
+"""``make run``: the whole stack in one terminal — web (ASGI), two Celery workers and Celery beat.
 
 Steps, in order:
 
@@ -7,7 +7,8 @@ Steps, in order:
 2. migrate, seed the demo person, companion and labeling staff, import the demo chat logs and
    mine them (so the labeling queue has work), register the reply dispatcher's beat schedule,
    and build the default generator model when none is there yet (progress shown);
-3. start daphne, the worker and beat as children, prefixing their output with their name.
+3. start daphne, two Celery workers (``plan``; ``delivery,celery``) and beat as children,
+   prefixing their output with their name.
 
 Ctrl-C (or SIGTERM) stops every child, then the embedded servers; if one child dies, the
 others are stopped too and the exit status is non-zero. A second run reuses ``var/``.
@@ -62,6 +63,20 @@ def celery_command(program: str, *options: str, loglevel: str = "INFO") -> list[
         program,
         f"--loglevel={loglevel}",
         *options,
+    ]
+
+
+def worker_commands() -> list[tuple[str, list[str]]]:
+    """The stack's Celery workers: planning (the model, seconds) apart from delivery (milliseconds).
+
+    Two processes, so that a delivery never waits behind a generation (the README's promise).
+    """
+    return [
+        (
+            "worker-delivery",
+            celery_command("worker", "--queues=delivery,celery", "--concurrency=1", "-n", "delivery@%h"),
+        ),
+        ("worker-plan", celery_command("worker", "--queues=plan", "--concurrency=1", "-n", "plan@%h")),
     ]
 
 
@@ -128,7 +143,7 @@ def main() -> int:
             [python, "-m", "daphne", "-b", host, "-p", port, "companion.asgi:application"],
             extra_env={"DATABASE_POOL": os.environ.get("DATABASE_POOL", "1")},
         ),
-        _start("worker", celery_command("worker", "--concurrency=1")),
+        *(_start(name, command) for name, command in worker_commands()),
         _start("beat", celery_command("beat")),
     ]
     print(f"[stack] serving http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
@@ -149,7 +164,7 @@ def main() -> int:
             exit_code = 1
             break
         stopping.wait(0.5)
-    print("[stack] stopping web, worker and beat…", flush=True)
+    print("[stack] stopping web, workers and beat…", flush=True)
     _stop_all(children)
     return exit_code
 

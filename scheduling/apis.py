@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chat.apis import SIGNED_IN, errors
 from chat.models import Conversation
 from scheduling.models import ScheduledReply
 from scheduling.selectors import conversation_replies
@@ -54,13 +55,9 @@ class ConversationRepliesApi(APIView):
                 "message_id",
             ]
 
-    class ErrorSerializer(serializers.Serializer[Any]):
-        code = serializers.CharField()
-        detail = serializers.CharField()
-
     @extend_schema(
         parameters=[OpenApiParameter("state", str, enum=ScheduledReply.State.values, required=False)],
-        responses={200: OutputSerializer(many=True), 400: ErrorSerializer},
+        responses={200: OutputSerializer(many=True), **errors(400, *SIGNED_IN, 403, 404)},
     )
     def get(self, request: Request, conversation_id: int) -> Response:
         query = self.InputSerializer(data=request.query_params)

@@ -155,8 +155,8 @@ def test_conversation_refuses_unknown_time_zone_companion_and_age_group(api_clie
     assert nobody.status_code == 400
     assert nobody.json() == {
         "code": "invalid",
-        "detail": "companion: Object with slug=ghost does not exist.",
-        "fields": {"companion": ["Object with slug=ghost does not exist."]},
+        "detail": "companion: No companion has this slug.",
+        "fields": {"companion": ["No companion has this slug."]},
     }
     assert age.status_code == 400
     assert age.json() == {
