@@ -41,6 +41,7 @@ def test_every_service_has_a_memory_limit():
         "worker": "512m",
         "planner": "2g",
         "beat": "512m",
+        "flower": "256m",
     }
 
 
