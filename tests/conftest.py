@@ -51,10 +51,19 @@ def tiny_model_build(tmp_path_factory: pytest.TempPathFactory) -> ModelBuild:
     Built by ``manage.py ensure_generator_model --preset tiny`` (seeded: the same weights every
     run); the generator, scheduling and labeling tests all load this one directory.
     """
+    import torch
+
     target = tmp_path_factory.mktemp("generator") / "tiny"
     out = StringIO()
-    with override_settings(GENERATOR_MODEL_DIR=target):
-        call_command("ensure_generator_model", "--preset", "tiny", stdout=out)
+    # One thread, whichever test asks first: float sums in another order give other weights, and
+    # the generator tests (one thread) rebuild this preset and compare it byte for byte.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with override_settings(GENERATOR_MODEL_DIR=target):
+            call_command("ensure_generator_model", "--preset", "tiny", stdout=out)
+    finally:
+        torch.set_num_threads(threads)
     return ModelBuild(path=target, output=out.getvalue())
 
 

@@ -164,12 +164,21 @@ def test_a_bad_data_line_names_its_file_and_line(tmp_path: Path) -> None:
         load_intents([path])
 
 
-def test_build_is_reproducible(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from companion.generator import build_default_model
+def test_build_is_reproducible(tmp_path: Path) -> None:
+    """Two builds in one process give the same bytes, even when other encodings came in between.
 
+    Both are built here, on the one thread the generator tests use: a build made elsewhere in
+    the run (on however many threads were set then) sums floats in another order.
+    """
+    from companion.generator import build_default_model
+    from companion.generator.sentence_vectors import shared_vectors
+
+    first = build_default_model(tmp_path / "first", preset="tiny", seed=0, evaluate_held_out=False)
+    # Other texts through the process's shared cache, in other batches: a build must not see them.
+    shared_vectors().encode(["밥 먹고 올게", "good night!", "뭐해?", "I'm going to eat now"])
     again = build_default_model(tmp_path / "again", preset="tiny", seed=0, evaluate_held_out=False)
 
     files = ("model.safetensors", "sentence_conditioning.safetensors", "tokenizer.json")
     for name in (*files, "data/train.jsonl", "data/val.jsonl"):
-        digest = [hashlib.sha256((path / name).read_bytes()).hexdigest() for path in (tiny_model_dir, again)]
+        digest = [hashlib.sha256((path / name).read_bytes()).hexdigest() for path in (first, again)]
         assert digest[0] == digest[1], name
