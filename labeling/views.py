@@ -146,6 +146,8 @@ class LabelingApi(APIView):
     """Base of the labeling JSON endpoints: staff only, errors as ``{"code", "detail"}``."""
 
     permission_classes = [IsAdminUser]
+    # The labeling page's own endpoints, not the public API: left out of the OpenAPI schema.
+    schema = None
 
     def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Response | None]:
         return labeling_exception_handler
