@@ -18,13 +18,13 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 
-def _first_message(errors: Any, path: str = "") -> str:
+def first_error_message(errors: Any, path: str = "") -> str:
     """``"field: message"`` of the first message in DRF's nested error structure."""
     if isinstance(errors, dict):
         for key, value in errors.items():
-            return _first_message(value, f"{path}.{key}" if path else str(key))
+            return first_error_message(value, f"{path}.{key}" if path else str(key))
     if isinstance(errors, list) and errors:
-        return _first_message(errors[0], path)
+        return first_error_message(errors[0], path)
     message = str(errors)
     return f"{path}: {message}" if path and path != "non_field_errors" else message
 
@@ -32,7 +32,7 @@ def _first_message(errors: Any, path: str = "") -> str:
 def error_payload(exc: APIException) -> dict[str, Any]:
     if isinstance(exc, ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        return {"code": "invalid", "detail": _first_message(fields), "fields": fields}
+        return {"code": "invalid", "detail": first_error_message(fields), "fields": fields}
     codes = exc.get_codes()
     code = codes if isinstance(codes, str) else exc.default_code
     return {"code": code, "detail": str(exc.detail)}

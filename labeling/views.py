@@ -15,18 +15,17 @@ from typing import Any, cast
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.decorators import method_decorator
 from django.views import View
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView, exception_handler
+from rest_framework.views import APIView
 
+from chat.api_errors import api_exception_handler, first_error_message
 from chat.models import Companion
 from labeling import selectors, services
 from labeling.charts import bar_chart_svg
@@ -40,17 +39,6 @@ staff_only: Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]
 def _staff(request: HttpRequest) -> User:
     """The signed-in staff member; every view here is behind ``staff_only`` or ``IsAdminUser``."""
     return cast(User, request.user)
-
-
-def _first_error(errors: Any) -> str:
-    """DRF's nested error dict as one readable line: 'field: reason'."""
-    if isinstance(errors, dict):
-        field, value = next(iter(errors.items()))
-        inner = _first_error(value)
-        return inner if field == "non_field_errors" else f"{field}: {inner}"
-    if isinstance(errors, list) and errors:
-        return _first_error(errors[0])
-    return str(errors)
 
 
 # --- pages -----------------------------------------------------------------------------------
@@ -124,22 +112,9 @@ def labeling_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
         http_status = status.HTTP_403_FORBIDDEN if isinstance(exc, services.LabelingForbidden) else 400
         return Response({"code": exc.code, "detail": exc.detail}, status=http_status)
     if isinstance(exc, serializers.ValidationError):
-        return Response({"code": "invalid", "detail": _first_error(exc.detail)}, status=400)
-    response = exception_handler(exc, context)
-    if response is None:
-        return None
-    if isinstance(exc, Http404):
-        code = "not_found"
-    elif isinstance(exc, DjangoPermissionDenied):
-        code = "permission_denied"
-    elif isinstance(exc, APIException):
-        codes = exc.get_codes()
-        code = codes if isinstance(codes, str) else exc.default_code
-    else:
-        code = "error"
-    detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
-    response.data = {"code": str(code), "detail": str(detail)}
-    return response
+        # One line, without chat's per-field map: the labeling page shows the detail as it is.
+        return Response({"code": "invalid", "detail": first_error_message(exc.detail)}, status=400)
+    return api_exception_handler(exc, context)
 
 
 class LabelingApi(APIView):
