@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -139,17 +139,4 @@ def load_rules(path: Path | str = DEFAULT_RULES_FILE) -> list[MiningRule]:
 
 def regex_only(rules: list[MiningRule]) -> list[MiningRule]:
     """The same rules without their example phrases (rules that had only examples drop out)."""
-    return [
-        MiningRule(
-            name=rule.name,
-            speaker=rule.speaker,
-            kind=rule.kind,
-            patterns=rule.patterns,
-            miss=rule.miss,
-            min_matches=rule.min_matches,
-            companion_turns=rule.companion_turns,
-            description=rule.description,
-        )
-        for rule in rules
-        if rule.patterns
-    ]
+    return [replace(rule, examples=(), threshold=None) for rule in rules if rule.patterns]
