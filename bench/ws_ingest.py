@@ -268,19 +268,7 @@ def main() -> None:
     if options.metrics_cost:
         metrics_cost(env, pairs, options.messages, options.metrics_cost)
         return
-    results: dict[str, Result] = {}
-
-    port = free_port()
-    daphne = start(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "companion.asgi:application"],
-        env,
-    )
-    try:
-        wait_for_port(port, daphne, "daphne")
-        urls = [f"ws://127.0.0.1:{port}/ws/conversations/{cid}/?token={key}" for cid, key in pairs]
-        results["stack"] = asyncio.run(run_load("stack", urls, options.messages))
-    finally:
-        stop(daphne)
+    results: dict[str, Result] = {"stack": run_stack(env, pairs, options.messages)}
     for kind in ("echo", "insert"):
         port = free_port()
         server = start(

@@ -1,20 +1,8 @@
 """Importing chat logs (``manage.py import_chat_logs``): validate JSONL lines, then bulk-write them.
 
-One line is one log, one conversation excerpt of one person with one companion::
+The format and the rules of a line are :mod:`chat.log_format`'s. On top of them, the writer's:
 
-    {"external_id": "log-0001", "companion": "luda", "person": "p-0001", "time_zone": "Asia/Seoul",
-     "messages": [{"role": "person", "at": "2026-03-02T12:10:00+09:00", "text": "뭐해?"}, ...]}
-
-Rules (each broken rule refuses the whole line, with its line number and a reason code):
-
-* exactly those keys, on the log and on each message; ``role`` is ``person`` or ``companion``;
-* ``companion`` is the slug of an existing companion; ``time_zone`` an IANA name;
-* ``person`` is an external id (letters, digits and ``.@+-_``, at most 100): it maps to one
-  inactive user with an unusable password, named ``log:<person>``. Registration never accepts a
-  ``:``, so that name can never be a real person's;
-* ``at`` is ISO 8601 *with* an offset (stored in UTC); times within a log never go backwards;
-* texts pass chat's own :func:`~chat.text_rules.validate_message_text` (and are stored normalized);
-* an ``external_id`` appears once per file; one already imported is *skipped*, not refused;
+* an ``external_id`` already imported is *skipped*, not refused;
 * logs of the same person and companion share their one conversation. Messages are ordered by
   id, so a file's logs of a conversation are appended in start-time order, and a log that starts
   before the conversation's last message (an earlier log, or a live message) overlaps: refused;
