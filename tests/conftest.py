@@ -77,6 +77,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # the corpus data files under companion/generator/data/corpus/ are added to them.
 MODEL_DEFINING_SOURCES = (
     "build.py",
+    "clock_hints.py",
     "conditioning.py",
     "corpus.py",
     "corpus_data.py",

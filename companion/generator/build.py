@@ -74,6 +74,9 @@ class Preset:
     time_weight: float = 1.0
     # Read every turn through the sentence encoder too (conditioning.py).
     conditioned: bool = True
+    # Offer the last turn's clock digits at the reply's time positions (clock_hints.py); needs
+    # ``conditioned``.
+    clock_hints: bool = True
 
 
 PRESETS: dict[str, Preset] = {
@@ -273,7 +276,12 @@ def build_default_model(
     text_index = TextIndex() if spec.conditioned else None
     examples = [
         encode_example(
-            tokenizer, p["prompt"], p["completion"], max_length=spec.max_length, text_index=text_index
+            tokenizer,
+            p["prompt"],
+            p["completion"],
+            max_length=spec.max_length,
+            text_index=text_index,
+            clock_hints=text_index is not None and spec.clock_hints,
         )
         for p in pairs
     ]
@@ -284,7 +292,7 @@ def build_default_model(
         say(f"sentence vectors: encoding {len(text_index.texts)} distinct turn texts")
         vectors = vector_table(text_index.texts, progress=say)
         torch.manual_seed(seed)
-        conditioning = SentenceConditioning(spec.hidden_size)
+        conditioning = SentenceConditioning(spec.hidden_size, clock_hints=spec.clock_hints)
         trained = ConditionedLM(model, conditioning)
     schedule = TrainConfig(
         steps=spec.steps,

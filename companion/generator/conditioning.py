@@ -10,8 +10,11 @@ The LM itself is any HF causal LM, saved and loadable as usual: a plain
 Files next to the model (or inside a LoRA adapter directory, which then carries its own tuned
 projection): ``sentence_conditioning.json`` and ``sentence_conditioning.safetensors``.
 
-The open reply line (``[luda] [`` and the completion after it) carries none. Shapes:
-``input_ids (B, T)``, ``token_vectors (B, T, 512)`` (zeros where a token has none).
+The open reply line (``[luda] [`` and the completion after it) carries no sentence vector. Its
+time positions carry clock hints instead (``clock_hints.py``): a learned embedding of the last
+turn's clock digit that the next time character would copy, stored beside the projection. Shapes:
+``input_ids (B, T)``, ``token_vectors (B, T, 512)`` (zeros where a token has none),
+``clock_hints (B, T)`` (a row of ``clock_hints.HINT_ROWS``, or ``NO_HINT``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, cast
 import torch
 from safetensors.torch import load_file, save_file
 
+from companion.generator.clock_hints import HINT_ROWS
 from companion.generator.sentence_vectors import DIMENSION, ENCODER_NAME, turn_texts
 
 __all__ = [
@@ -40,24 +44,44 @@ WEIGHTS_FILE = "sentence_conditioning.safetensors"
 
 
 class SentenceConditioning(torch.nn.Module):
-    """The learned projection of sentence vectors into the LM's embedding space."""
+    """The learned projection of sentence vectors into the LM's embedding space, and (for models
+    built with them) the clock-hint embeddings of the reply's time positions."""
 
-    def __init__(self, hidden_size: int, dimension: int = DIMENSION) -> None:
+    def __init__(self, hidden_size: int, dimension: int = DIMENSION, *, clock_hints: bool = False) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.dimension = dimension
         self.projection = torch.nn.Linear(dimension, hidden_size, bias=False)
+        self.clock_hints: torch.nn.Embedding | None = None
+        if clock_hints:
+            # Row HINT_ROWS is "no hint": zeros, never trained. Small init, like the LM's embeddings.
+            self.clock_hints = torch.nn.Embedding(HINT_ROWS + 1, hidden_size, padding_idx=HINT_ROWS)
+            with torch.no_grad():
+                self.clock_hints.weight.normal_(0.0, 0.02)
+                self.clock_hints.weight[HINT_ROWS].zero_()
 
     def forward(self, token_vectors: torch.Tensor) -> torch.Tensor:
         return cast(torch.Tensor, self.projection(token_vectors))
 
+    def hints(self, rows: torch.Tensor) -> torch.Tensor | None:
+        """The embeddings of clock-hint rows (``NO_HINT``, -1, adds nothing); None without hints."""
+        if self.clock_hints is None:
+            return None
+        return cast(torch.Tensor, self.clock_hints(torch.where(rows < 0, HINT_ROWS, rows)))
+
     def save(self, directory: str | Path) -> None:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {"projection.weight": self.projection.weight.detach().cpu().contiguous()}, out / WEIGHTS_FILE
-        )
-        config = {"encoder": ENCODER_NAME, "dimension": self.dimension, "hidden_size": self.hidden_size}
+        tensors = {"projection.weight": self.projection.weight.detach().cpu().contiguous()}
+        if self.clock_hints is not None:
+            tensors["clock_hints.weight"] = self.clock_hints.weight.detach().cpu().contiguous()
+        save_file(tensors, out / WEIGHTS_FILE)
+        config = {
+            "encoder": ENCODER_NAME,
+            "dimension": self.dimension,
+            "hidden_size": self.hidden_size,
+            "clock_hints": self.clock_hints is not None,
+        }
         (out / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
 
     @classmethod
@@ -66,8 +90,15 @@ class SentenceConditioning(torch.nn.Module):
         config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
         if config.get("encoder") != ENCODER_NAME:
             raise ValueError(f"{path / CONFIG_FILE}: unknown sentence encoder {config.get('encoder')!r}")
-        module = cls(int(config["hidden_size"]), int(config["dimension"]))
-        module.projection.weight.data.copy_(load_file(path / WEIGHTS_FILE)["projection.weight"])
+        module = cls(
+            int(config["hidden_size"]), int(config["dimension"]), clock_hints=bool(config.get("clock_hints"))
+        )
+        weights = load_file(path / WEIGHTS_FILE)
+        module.projection.weight.data.copy_(weights["projection.weight"])
+        if module.clock_hints is not None:
+            if "clock_hints.weight" not in weights:
+                raise ValueError(f"{path / WEIGHTS_FILE}: the config promises clock hints; none are stored")
+            module.clock_hints.weight.data.copy_(weights["clock_hints.weight"])
         return module
 
 
@@ -94,11 +125,15 @@ class ConditionedLM(torch.nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_vectors: torch.Tensor | None = None,
+        clock_hints: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
         embeds = self.lm.get_input_embeddings()(input_ids)
         if token_vectors is not None:
             embeds = embeds + self.conditioning(token_vectors.to(embeds.dtype))
+        hinted = self.conditioning.hints(clock_hints) if clock_hints is not None else None
+        if hinted is not None:
+            embeds = embeds + hinted.to(embeds.dtype)
         return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
 
 

@@ -2,8 +2,9 @@
 
 Saves only the adapter (``adapter_config.json`` + ``adapter_model.safetensors``), the tokenizer
 it was trained with, ``training.json`` and a model card ``README.md`` (data, steps, metrics).
-Over a sentence-conditioned base (``conditioning.py``) the turn-vector projection is trained too,
-in full (it is small), and saved beside the adapter, which then loads with its own projection.
+Over a sentence-conditioned base (``conditioning.py``) the turn-vector projection and its clock
+hints are trained too, in full (they are small), and saved beside the adapter, which then loads
+with its own.
 Reload it with ``ReplyGenerator.load(base_dir, adapter_dir=out_dir)`` (optionally ``merge=True``).
 """
 
@@ -103,8 +104,16 @@ def train_lora(
     trained: torch.nn.Module = model if conditioning is None else ConditionedLM(model, conditioning)
     text_index = TextIndex() if conditioning is not None else None
     limit = max_length or int(getattr(model.config, "max_position_embeddings", 0) or 1024)
+    hinted = conditioning is not None and conditioning.clock_hints is not None
     examples = [
-        encode_example(tokenizer, p["prompt"], p["completion"], max_length=limit, text_index=text_index)
+        encode_example(
+            tokenizer,
+            p["prompt"],
+            p["completion"],
+            max_length=limit,
+            text_index=text_index,
+            clock_hints=hinted,
+        )
         for p in pairs
     ]
     vectors = vector_table(text_index.texts) if text_index is not None else None

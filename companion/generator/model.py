@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from companion.generator.clock_hints import NO_HINT, hint_row
 from companion.generator.conditioning import SentenceConditioning, has_conditioning, token_turn_texts
 from companion.generator.constraint import DecodeState, TimeWindow, VocabularyIndex, time_window
 from companion.generator.sentence_vectors import SentenceVectors, shared_vectors
@@ -109,6 +110,7 @@ class ReplyGenerator:
         self.time_decoding = time_decoding
         self.instant_threshold = instant_threshold
         self._time_ids: dict[str, list[int]] = {}
+        self._written: dict[str, list[str]] = {}
         self._digits: dict[str, int] | None = None
         self.tokenizer = tokenizer
         self.eos_ids = _eos_ids(model, tokenizer)
@@ -206,6 +208,50 @@ class ReplyGenerator:
             return None
         return cast(torch.Tensor, self.conditioning(token_vectors))
 
+    def _hint_clock(self, window: TimeWindow) -> int | None:
+        """The clock the hints offer (the last turn's), or None when this model reads no hints.
+
+        Hints are defined per character of the time, so they need our one-character-per-token
+        tokenizer; a conditioned model always has it (``build.py``)."""
+        if self.conditioning is None or self.conditioning.clock_hints is None:
+            return None
+        return window.prev_clock if self._digit_token_ids() is not None else None
+
+    def _hints(self, rows: list[int]) -> torch.Tensor | None:
+        """Clock-hint embeddings ``(1, len(rows), hidden)`` for positions in a row; None for none."""
+        if self.conditioning is None or all(row == NO_HINT for row in rows):
+            return None
+        return self.conditioning.hints(torch.tensor([rows], device=self.device))
+
+    def _written_prefixes(self, ids: list[int]) -> list[str]:
+        """The reply's TIME text written after each of ``ids`` (the tokens after the open ``[``)."""
+        key = ",".join(map(str, ids))
+        prefixes = self._written.get(key)
+        if prefixes is None:
+            prefixes = [self.tokenizer.decode(ids[: i + 1]) for i in range(len(ids))]
+            self._written[key] = prefixes
+        return prefixes
+
+    def _prompt_added(
+        self,
+        input_ids: torch.Tensor,
+        token_vectors: torch.Tensor | None,
+        suffix_ids: list[int],
+        clock: int | None,
+    ) -> torch.Tensor | None:
+        """What joins the prompt's token embeddings: its projected turn vectors, plus the clock hints
+        of the open ``[`` and of the ``suffix_ids`` after it (a forced time) at the prompt's end."""
+        added = self._projected(token_vectors)
+        if clock is None:
+            return added
+        rows = [hint_row("", clock)] + [hint_row(w, clock) for w in self._written_prefixes(suffix_ids)]
+        hints = self._hints(rows)
+        if hints is None:
+            return added
+        tail = torch.zeros((1, input_ids.shape[1], hints.shape[2]), device=self.device)
+        tail[:, -len(rows) :] = hints
+        return tail if added is None else added + tail
+
     def _time_token_ids(self, time: str) -> list[int]:
         ids = self._time_ids.get(time)
         if ids is None:
@@ -218,8 +264,10 @@ class ReplyGenerator:
         past: Any,
         last_logits: torch.Tensor,
         candidates: list[TimeCandidate],
+        clock: int | None = None,
     ) -> list[float]:
-        """Log-probability of each candidate's ``TIME]`` after the prompt, all in one batched pass."""
+        """Log-probability of each candidate's ``TIME]`` after the prompt, all in one batched pass
+        (with the clock hints of ``clock`` on the time's positions)."""
         sequences = [self._time_token_ids(c.time) for c in candidates]
         width = max(len(s) for s in sequences)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -230,9 +278,16 @@ class ReplyGenerator:
         first = torch.log_softmax(last_logits, dim=-1)[ids[:, 0]]
         if width == 1:
             return first.tolist()
+        added = None
+        if clock is not None and self.conditioning is not None:
+            rows = torch.full((len(sequences), width - 1), NO_HINT, dtype=torch.long)
+            for row, sequence in enumerate(sequences):
+                written = self._written_prefixes(sequence)[: width - 1]
+                rows[row, : len(written)] = torch.tensor([hint_row(w, clock) for w in written])
+            added = self.conditioning.hints(rows.to(self.device))
         expanded = copy.deepcopy(past)
         expanded.batch_repeat_interleave(len(sequences))
-        logits = self._forward(ids[:, :-1], expanded).logits
+        logits = self._forward(ids[:, :-1], expanded, added).logits
         steps = torch.log_softmax(logits.float(), dim=-1).gather(2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         lengths = torch.tensor([len(s) for s in sequences], device=self.device)
         valid = torch.arange(1, width, device=self.device).unsqueeze(0) < lengths.unsqueeze(1)
@@ -260,28 +315,35 @@ class ReplyGenerator:
         last_logits: torch.Tensor,
         digits: dict[str, int],
         prev_clock: int,
+        hinted: bool = False,
     ) -> torch.Tensor:
         """Log-probability of every clock ``HH:MM`` (index = minute of the day, shape ``(1440,)``).
 
         Walks the digit tree level by level, one batched forward per level (3, 24, 24 and about 17
         one-token sequences on copies of the prompt's KV cache): exact for the hours and ten-minute
         prefixes, and for the last digit of the likeliest prefixes and the instant minute's.
+        ``hinted``: each level's tokens carry the clock hints of ``prev_clock`` (the prompt's
+        ``[`` already does); a level's hint depends only on how many characters are written.
         """
+
+        def hint(written: int) -> torch.Tensor | None:
+            return self._hints([hint_row("00:00"[:written], prev_clock)]) if hinted else None
+
         d = torch.tensor([digits[str(i)] for i in range(10)], device=self.device)
         colon = digits[":"]
         first = torch.log_softmax(last_logits, dim=-1)
         cache = copy.deepcopy(past)
         cache.batch_repeat_interleave(3)
-        step = self._forward(d[:3].unsqueeze(1), cache).logits[:, -1].float()
+        step = self._forward(d[:3].unsqueeze(1), cache, hint(1)).logits[:, -1].float()
         second = torch.log_softmax(step, dim=-1)  # (3, V): the hour's second digit after 0, 1, 2
         tens = torch.tensor([h // 10 for h in range(24)], device=self.device)
         units = torch.tensor([h % 10 for h in range(24)], device=self.device)
         hour = first[d[tens]] + second[tens, d[units]]  # (24,)
         cache.batch_select_indices(tens)
-        step = self._forward(d[units].unsqueeze(1), cache).logits[:, -1].float()
+        step = self._forward(d[units].unsqueeze(1), cache, hint(2)).logits[:, -1].float()
         hour = hour + torch.log_softmax(step, dim=-1)[:, colon]
         colons = torch.full((24, 1), colon, device=self.device)
-        step = self._forward(colons, cache).logits[:, -1].float()
+        step = self._forward(colons, cache, hint(3)).logits[:, -1].float()
         minute_tens = torch.log_softmax(step, dim=-1)[:, d[:6]]  # (24, 6)
         prefix = (hour.view(24, 1) + minute_tens).reshape(144)  # "HH:M", index 6 * hour + tens
         # The last digit only where it can matter: the likeliest ten-minute prefixes and the
@@ -292,7 +354,7 @@ class ReplyGenerator:
         chosen = torch.unique(torch.cat([chosen, instant]))
         total = (prefix - math.log(10)).view(144, 1).repeat(1, 10)
         cache.batch_select_indices(chosen // 6)
-        step = self._forward(d[chosen % 6].unsqueeze(1), cache).logits[:, -1].float()
+        step = self._forward(d[chosen % 6].unsqueeze(1), cache, hint(4)).logits[:, -1].float()
         total[chosen] = prefix[chosen].view(-1, 1) + torch.log_softmax(step, dim=-1)[:, d]
         return total.reshape(1440)
 
@@ -302,7 +364,10 @@ class ReplyGenerator:
         """Every allowed clock of the next 23 hours with its exact log-probability, plus ``+1d`` grid
         candidates when the model gives a day count any weight."""
         past, last_logits = output.past_key_values, output.logits[0, -1].float()
-        clocks = self._clock_log_probs(past, last_logits, digits, window.prev_clock).tolist()
+        clock = self._hint_clock(window)
+        clocks = self._clock_log_probs(
+            past, last_logits, digits, window.prev_clock, hinted=clock is not None
+        ).tolist()
         candidates: list[TimeCandidate] = []
         log_probs: list[float] = []
         for candidate in day_candidates(window):
@@ -312,7 +377,7 @@ class ReplyGenerator:
         later = [c for c in grid_candidates(window) if c.minutes >= 1440]
         if later and plus > math.log(0.01):
             candidates += later
-            log_probs += self._score_times(past, last_logits, later)
+            log_probs += self._score_times(past, last_logits, later, clock)
         return candidates, log_probs
 
     def _choose_time(self, output: Any, window: TimeWindow, sampling: SamplingConfig) -> str:
@@ -338,7 +403,7 @@ class ReplyGenerator:
             return chosen.time
         # A "+1d" grid candidate (30 minutes apart): the exact minute around it.
         around = neighbours(chosen, window, radius=15)
-        scores = self._score_times(past, last_logits, around)
+        scores = self._score_times(past, last_logits, around, self._hint_clock(window))
         return around[max(range(len(around)), key=scores.__getitem__)].time
 
     @torch.no_grad()
@@ -379,7 +444,10 @@ class ReplyGenerator:
             )
         input_ids, token_vectors = self._prompt_inputs(dialogue, forced, sampling.max_new_tokens)
         state = DecodeState(self.index, window, prefix=forced) if constrained else None
-        generated = self._decode(input_ids, sampling, state, token_vectors)
+        clock = self._hint_clock(window)
+        forced_ids = self._time_token_ids(forced[:-1]) if forced else []
+        added = self._prompt_added(input_ids, token_vectors, forced_ids, clock)
+        generated = self._decode(input_ids, sampling, state, added, hint_clock=clock, written=forced)
         at, text, completion = self._parsed(forced + self.index.decode(generated), dialogue, max_delay)
         if forced_at is not None:
             at = forced_at.astimezone(zone(dialogue.time_zone))
@@ -390,11 +458,17 @@ class ReplyGenerator:
     ) -> GeneratedReply:
         """One prompt pass: score whole times on it, then decode the text on from its KV cache."""
         input_ids, token_vectors = self._prompt_inputs(dialogue, "", sampling.max_new_tokens)
-        output = self._forward(input_ids, None, self._projected(token_vectors))
+        clock = self._hint_clock(window)
+        output = self._forward(input_ids, None, self._prompt_added(input_ids, token_vectors, [], clock))
         time = self._choose_time(output, window, sampling)
         state = DecodeState(self.index, window, prefix=time + "]")
-        time_ids = torch.tensor([self._time_token_ids(time)], device=self.device)
-        generated = self._decode(time_ids, sampling, state, past=output.past_key_values)
+        time_ids = self._time_token_ids(time)
+        hints = None
+        if clock is not None:
+            hints = self._hints([hint_row(w, clock) for w in self._written_prefixes(time_ids)])
+        generated = self._decode(
+            torch.tensor([time_ids], device=self.device), sampling, state, hints, past=output.past_key_values
+        )
         at, text, completion = self._parsed(time + "]" + self.index.decode(generated), dialogue, max_delay)
         return GeneratedReply(at=at, text=text, completion=completion, constrained=True)
 
@@ -415,17 +489,20 @@ class ReplyGenerator:
         input_ids: torch.Tensor,
         sampling: SamplingConfig,
         state: DecodeState | None,
-        token_vectors: torch.Tensor | None = None,
+        first_added: torch.Tensor | None = None,
         past: Any = None,
+        hint_clock: int | None = None,
+        written: str = "",
     ) -> list[int]:
         """Sample up to ``max_new_tokens`` ids after ``input_ids`` (shape ``(1, T)``), EOS excluded.
 
         ``past`` is the KV cache of what came before ``input_ids`` (None: ``input_ids`` is the whole
-        prompt). ``token_vectors`` go with ``input_ids`` (the first pass only: the tokens after
-        them are on the open reply line, which carries no vector). Under the constraint, the
-        text never repeats a 3-token sequence (no loops).
+        prompt). ``first_added`` joins the embeddings of ``input_ids`` (the first pass only: the
+        tokens after them are on the open reply line, which carries no vector). With
+        ``hint_clock``, each new token of the time carries its clock hint; ``written`` is the time
+        text already in the context after the open ``[``. Under the constraint, the text never
+        repeats a 3-token sequence (no loops).
         """
-        prompt_added = self._projected(token_vectors)
         generator = None
         if sampling.seed is not None and sampling.temperature > 0:
             generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
@@ -433,7 +510,13 @@ class ReplyGenerator:
         step_input = input_ids
         text_tokens: list[int] = []
         for step in range(sampling.max_new_tokens):
-            output = self._forward(step_input, past, prompt_added if step == 0 else None)
+            added = first_added
+            if step > 0:
+                added = None
+                if hint_clock is not None and "]" not in written:
+                    written = written + self.tokenizer.decode(generated[-1:])
+                    added = self._hints([hint_row(written, hint_clock)])
+            output = self._forward(step_input, past, added)
             past = output.past_key_values
             logits = output.logits[0, -1].float()
             if state is not None:

@@ -46,12 +46,14 @@ class TrainConfig:
 
 class TrainingExample(NamedTuple):
     """One encoded pair: ids, labels (-100 over the prompt), how many completion tokens are the time,
-    and (for a sentence-conditioned model) each token's row in the vector table, -1 for none."""
+    and (for a sentence-conditioned model) each token's row in the vector table, -1 for none, and
+    its clock-hint row (``clock_hints.py``), -1 for none."""
 
     input_ids: list[int]
     labels: list[int]
     time_tokens: int
     vector_rows: list[int] | None = None
+    hint_rows: list[int] | None = None
 
 
 class TextIndex:
@@ -70,19 +72,33 @@ class TextIndex:
         return list(self.rows)
 
 
-def _encode_completion(tokenizer: Any, completion: str) -> tuple[list[int], int]:
-    """The completion's ids, and how many leading ones spell ``TIME]`` (the token holding "]" too).
+def _encode_completion(tokenizer: Any, completion: str) -> tuple[list[int], int, list[int] | None]:
+    """The completion's ids, how many leading ones spell ``TIME]`` (the token holding "]" too), and
+    where each token ends in the text.
 
     One tokenizer call: a fast tokenizer returns the offsets with the ids. A slow one has no
-    offsets, and its completions get no time weighting (count 0).
+    offsets, and its completions get no time weighting (count 0) and no ends.
     """
     end = completion.find("]")
     try:
         encoded = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)
     except (NotImplementedError, TypeError, ValueError):
-        return list(tokenizer(completion, add_special_tokens=False)["input_ids"]), 0
+        return list(tokenizer(completion, add_special_tokens=False)["input_ids"]), 0, None
+    ends = [stop for _, stop in encoded["offset_mapping"]]
     offsets = encoded["offset_mapping"] if end >= 0 else []
-    return list(encoded["input_ids"]), sum(1 for start, _ in offsets if start <= end)
+    return list(encoded["input_ids"]), sum(1 for start, _ in offsets if start <= end), ends
+
+
+def _hint_rows(prompt: str, completion: str, prompt_length: int, ends: list[int] | None) -> list[int]:
+    """Each token's clock-hint row: the prompt's last ``[`` and the completion's time positions."""
+    from companion.generator.clock_hints import NO_HINT, hint_row, last_clock
+
+    rows = [NO_HINT] * prompt_length
+    clock = last_clock(prompt)
+    if clock is None or ends is None or not prompt.endswith("["):
+        return rows + [NO_HINT] * (len(ends or ()) + 1)
+    rows[-1] = hint_row("", clock)
+    return rows + [hint_row(completion[:stop], clock) for stop in ends] + [NO_HINT]  # the EOS
 
 
 def encode_example(
@@ -92,11 +108,13 @@ def encode_example(
     *,
     max_length: int,
     text_index: TextIndex | None = None,
+    clock_hints: bool = False,
 ) -> TrainingExample:
     """One pair encoded; a long prompt loses its oldest tokens, never the completion.
 
     With ``text_index`` each token also records the row of the turn text whose vector it carries
-    (the sentence-vector conditioning, see ``conditioning.token_turn_texts``).
+    (the sentence-vector conditioning, see ``conditioning.token_turn_texts``); with
+    ``clock_hints`` its clock-hint row (``clock_hints.py``).
     """
     rows: list[int] | None = None
     if text_index is None:
@@ -106,9 +124,12 @@ def encode_example(
 
         prompt_ids, owners = token_turn_texts(tokenizer, prompt)
         rows = [text_index(owner) for owner in owners]
-    text_ids, time_tokens = _encode_completion(tokenizer, completion)
+    text_ids, time_tokens, ends = _encode_completion(tokenizer, completion)
+    hints = _hint_rows(prompt, completion, len(prompt_ids), ends) if clock_hints else None
     completion_ids = [*text_ids, tokenizer.eos_token_id][: max_length // 2]
     keep = max_length - len(completion_ids)
+    if hints is not None:
+        hints = hints[: len(prompt_ids)][-keep:] + hints[len(prompt_ids) :][: len(completion_ids)]
     prompt_ids = prompt_ids[-keep:]
     if rows is not None:
         rows = rows[-keep:] + [-1] * len(completion_ids)
@@ -117,6 +138,7 @@ def encode_example(
         [IGNORE] * len(prompt_ids) + completion_ids,
         min(time_tokens, len(completion_ids)),
         rows,
+        hints,
     )
 
 
@@ -164,6 +186,13 @@ def _collate(
                 [zero_row if r < 0 else r for r in example.vector_rows]
             )
         batch["token_vectors"] = vectors[rows].to(device)
+    if examples[0].hint_rows is not None:
+        hints = torch.full((len(examples), width), -1, dtype=torch.long)
+        for row, example in enumerate(examples):
+            if example.hint_rows is None:
+                raise ValueError("clock hints need every example encoded with them")
+            hints[row, : len(example.hint_rows)] = torch.tensor(example.hint_rows)
+        batch["clock_hints"] = hints.to(device)
     return batch
 
 
@@ -180,7 +209,7 @@ def _weighted_loss(
     model: torch.nn.Module, batch: dict[str, torch.Tensor], time_mask: torch.Tensor, config: TrainConfig
 ) -> torch.Tensor:
     """Next-token loss: completion text 1, its time tokens ``time_weight``, prompt ``prompt_weight``."""
-    extra = {"token_vectors": batch["token_vectors"]} if "token_vectors" in batch else {}
+    extra = {key: batch[key] for key in ("token_vectors", "clock_hints") if key in batch}
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **extra).logits[
         :, :-1
     ]

