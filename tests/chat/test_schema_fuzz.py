@@ -211,6 +211,35 @@ def send_everything(operation: APIOperation, caller: Caller, coverage: list[Case
             run_examples(strategy, caller.examples, partial(report.send, caller=caller, phase=mode.value))
 
 
+@pytest.fixture(autouse=True)
+def hypothesis_as_shipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Undo, after this test, what schemathesis patches in Hypothesis for the whole process.
+
+    The first strategy it builds (``schemathesis.generation.hypothesis.setup``) swaps Hypothesis'
+    example printer for one that prints nothing and quadruples its buffer: every Hypothesis test
+    run later in the session would report failures without their falsifying example.
+    """
+    from hypothesis import core
+    from hypothesis.internal import entropy
+    from hypothesis.internal.conjecture import engine
+    from hypothesis.strategies._internal import collections as strategies_collections
+    from hypothesis.strategies._internal import core as strategies_core
+    from schemathesis.generation.hypothesis import setup
+
+    patched = [
+        (core, "RepresentationPrinter"),
+        (core, "BUFFER_SIZE"),
+        (engine, "BUFFER_SIZE"),
+        (strategies_collections, "BUFFER_SIZE"),
+        (strategies_core, "is_first_param_referenced_in_function"),
+        (entropy, "register_random"),
+    ]
+    for module, name in patched:
+        if hasattr(module, name):  # monkeypatch puts back at teardown what is there now
+            monkeypatch.setattr(module, name, getattr(module, name))
+    monkeypatch.setattr(setup, "_is_patched", False, raising=False)
+
+
 @pytest.fixture
 def callers(person, other_person, staff_user, companion) -> list[Caller]:
     """The person (own conversation with messages and planned replies), staff, and nobody."""
