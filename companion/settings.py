@@ -101,11 +101,9 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     }
 }
-# The labeling pages start their script with one inline call each (labeling/templates); until
-# that call moves into labeling.js they need inline scripts, on /labeling/ only (staff pages).
-# Swagger UI (the API docs) styles itself inline.
+# Swagger UI (the API docs) styles itself inline; every other page, /labeling/ included, runs
+# only this origin's script and style files.
 CSP_PATH_UPDATES = {
-    "/labeling/": {"script-src": [UNSAFE_INLINE]},
     "/api/v1/docs/": {"style-src": [UNSAFE_INLINE]},
 }
 
