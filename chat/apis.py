@@ -7,17 +7,15 @@ exactly like one that does not exist.
 
 from __future__ import annotations
 
-import re
 from typing import Any, cast
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
 from django.http import Http404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiParameter,
     extend_schema,
-    extend_schema_field,
     extend_schema_serializer,
 )
 from rest_framework import serializers, status
@@ -29,55 +27,35 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import selectors, services
-from chat.models import Companion, Conversation
+from chat.api_fields import (
+    ClientIdField,
+    CompanionSlugField,
+    MessageTextField,
+    StringEmailField,
+    StringField,
+    StringRegexField,
+)
+from chat.models import Conversation
 from chat.serializers import CompanionSerializer, ConversationSerializer, MessageSerializer
 from chat.text_rules import ChatInputInvalid
 
 
 class ErrorSerializer(serializers.Serializer[Any]):
-    """Every JSON error of the API (``chat.api_errors``).
-
-    A validation error (``code`` "invalid") also carries ``fields``: per-field messages. It is not
-    declared here because ``fields`` is the serializer's own attribute.
-    """
+    """Every JSON error of the API (``chat.api_errors``): ``code``, ``detail``, and for a validation
+    error (``code`` "invalid") ``fields``, the messages per field."""
 
     code = serializers.CharField()
     detail = serializers.CharField()
 
-
-@extend_schema_field(OpenApiTypes.STR)
-class UncheckedTextField(serializers.Field[str, str, str, Any]):
-    """Passes any JSON value through: ``chat.text_rules`` alone judges text (and says why)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(allow_null=True, **kwargs)
-
-    def to_internal_value(self, data: Any) -> Any:
-        return data
-
-    def to_representation(self, value: str) -> str:
-        return value
-
-
-class CompanionSlugField(serializers.SlugRelatedField[Companion]):
-    """A companion by slug; anything that is no slug (a NUL byte, a path) is refused before the query."""
-
-    _SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
-    default_error_messages = {
-        "required": "Give the slug of a companion (GET /api/v1/companions/).",
-        "null": "Give the slug of a companion (GET /api/v1/companions/).",
-        "does_not_exist": "No companion has this slug.",
-        "invalid": "No companion has this slug.",
-    }
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(slug_field="slug", queryset=Companion.objects.all(), **kwargs)
-
-    def to_internal_value(self, data: Any) -> Companion:
-        # PostgreSQL refuses a NUL byte in a query parameter (DataError): check the form first.
-        if not isinstance(data, str) or self._SLUG.fullmatch(data) is None:
-            self.fail("does_not_exist")
-        return super().to_internal_value(data)
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        fields = super().get_fields()
+        # Declared here, not above: a class attribute named "fields" would shadow the serializer's own.
+        fields["fields"] = serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()),
+            required=False,
+            help_text='Only when code is "invalid": the messages of each field that was refused.',
+        )
+        return fields
 
 
 class CursorInvalid(APIException):
@@ -86,11 +64,29 @@ class CursorInvalid(APIException):
     default_code = "cursor_invalid"
 
 
+MESSAGE_PAGE_SIZE = 50
+MESSAGE_MAX_PAGE_SIZE = 200
+
+
+class LimitInvalid(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = f"limit must be a whole number from 1 to {MESSAGE_MAX_PAGE_SIZE}."
+    default_code = "limit_invalid"
+
+
+# The largest id PostgreSQL's bigint holds: a cursor position past it was never handed out.
+_MAX_ID = 2**63 - 1
+
+
 # The statuses every operation can answer besides its own (all in the one error shape): 401
 # without a valid token or session, 429 over the throttle (or a login lockout), and for a body
 # 400 malformed or invalid, 413 too large, 415 not JSON; 404 where the path names a conversation.
 SIGNED_IN = (401, 429)
 WITH_BODY = (400, 413, 415)
+
+
+# Request examples in the schema (Swagger UI shows them; the schema fuzz test sends them).
+EXAMPLE_ACCOUNT = {"username": "hana", "password": "a long passphrase of hers"}
 
 
 def errors(*statuses: int) -> dict[int, type[ErrorSerializer]]:
@@ -117,9 +113,9 @@ class RegisterApi(APIView):
 
     @extend_schema_serializer(component_name="RegisterInput")
     class InputSerializer(serializers.Serializer[Any]):
-        username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
-        password = serializers.CharField(write_only=True, trim_whitespace=False, max_length=128)
-        email = serializers.EmailField(required=False, default="")
+        username = StringRegexField(r"^[\w.@+-]+\Z", max_length=150)
+        password = StringField(write_only=True, trim_whitespace=False, min_length=1, max_length=128)
+        email = StringEmailField(required=False, default="")
 
     @extend_schema_serializer(component_name="RegisterOutput")
     class OutputSerializer(serializers.Serializer[Any]):
@@ -128,7 +124,14 @@ class RegisterApi(APIView):
         token = serializers.CharField()
 
     @extend_schema(
-        request=InputSerializer, responses={201: OutputSerializer, **errors(*WITH_BODY, 429)}, auth=[]
+        request=InputSerializer,
+        responses={201: OutputSerializer, **errors(*WITH_BODY, 429)},
+        auth=[],
+        examples=[
+            OpenApiExample(
+                "register", value=EXAMPLE_ACCOUNT | {"email": "hana@example.org"}, request_only=True
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -149,15 +152,18 @@ class TokenApi(APIView):
 
     @extend_schema_serializer(component_name="TokenInput")
     class InputSerializer(serializers.Serializer[Any]):
-        username = serializers.CharField(max_length=150)
-        password = serializers.CharField(write_only=True, trim_whitespace=False, max_length=128)
+        username = StringField(min_length=1, max_length=150)
+        password = StringField(write_only=True, trim_whitespace=False, min_length=1, max_length=128)
 
     @extend_schema_serializer(component_name="TokenOutput")
     class OutputSerializer(serializers.Serializer[Any]):
         token = serializers.CharField()
 
     @extend_schema(
-        request=InputSerializer, responses={200: OutputSerializer, **errors(*WITH_BODY, 429)}, auth=[]
+        request=InputSerializer,
+        responses={200: OutputSerializer, **errors(*WITH_BODY, 429)},
+        auth=[],
+        examples=[OpenApiExample("log in", value=EXAMPLE_ACCOUNT, request_only=True)],
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -185,7 +191,7 @@ class ConversationListApi(APIView):
     @extend_schema_serializer(component_name="ConversationCreateInput")
     class InputSerializer(serializers.Serializer[Any]):
         companion = CompanionSlugField()
-        time_zone = serializers.CharField(required=False, max_length=64, help_text="IANA name.")
+        time_zone = StringField(required=False, min_length=1, max_length=64, help_text="IANA name.")
         person_age_group = serializers.ChoiceField(
             choices=Conversation.AgeGroup.choices, default=Conversation.AgeGroup.ADULT
         )
@@ -205,6 +211,9 @@ class ConversationListApi(APIView):
         },
         description="201 with the new conversation; 200 with the existing one if the caller "
         "already talks with that companion. time_zone defaults to the companion's.",
+        examples=[
+            OpenApiExample("open", value={"companion": "luda", "time_zone": "Asia/Seoul"}, request_only=True)
+        ],
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -232,10 +241,21 @@ class MessagePagination(CursorPagination):
     """Newest first by default (``next`` pages back in time); with ``?after=<id>`` oldest first
     from just after that id (``next`` pages forward), which is how a client re-syncs."""
 
-    page_size = 50
+    page_size = MESSAGE_PAGE_SIZE
     page_size_query_param = "limit"
-    max_page_size = 200
+    max_page_size = MESSAGE_MAX_PAGE_SIZE
     ordering = "-id"
+
+    def get_page_size(self, request: Request) -> int:
+        # DRF quietly falls back to the default for a limit that is no number ("abc", 0, -1), so
+        # a client's mistake went unnoticed; a limit is input like any other: refuse it with 400.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        # Checked as text first: int() also reads " 5", "1_0" and digits other than ASCII ones.
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= self.max_page_size):
+            raise LimitInvalid()
+        return int(raw)
 
     def get_ordering(self, request: Request, queryset: Any, view: Any) -> tuple[str, ...]:
         return ("id",) if "after" in request.query_params else ("-id",)
@@ -249,7 +269,10 @@ class MessagePagination(CursorPagination):
             raise CursorInvalid() from exc
         # The stubs type the position as an int; decoded from the query string it is a str.
         position = str(cursor.position) if cursor is not None and cursor.position is not None else None
-        if position is not None and not (position.isascii() and position.isdigit()):
+        # Beyond bigint it is no id; past 4,300 digits the query's int() would even raise (a 500).
+        if position is not None and not (
+            position.isascii() and position.isdigit() and len(position) <= 19 and int(position) <= _MAX_ID
+        ):
             raise CursorInvalid()
         return cursor
 
@@ -261,13 +284,20 @@ class MessageListApi(APIView):
 
     @extend_schema_serializer(component_name="MessageSendInput")
     class InputSerializer(serializers.Serializer[Any]):
-        text = UncheckedTextField(help_text="1..CHAT_MESSAGE_MAX_LENGTH characters, no control characters.")
-        client_id = UncheckedTextField(help_text="Chosen by the client (1..64 ASCII); a retry reuses it.")
+        text = MessageTextField(
+            help_text="1..CHAT_MESSAGE_MAX_LENGTH characters after trimming, no control characters "
+            "but newline and tab."
+        )
+        client_id = ClientIdField(help_text="Chosen by the client; a retry reuses it.")
 
     @extend_schema(
         parameters=[
             OpenApiParameter("after", int, description="Only messages with a larger id, oldest first."),
-            OpenApiParameter("limit", int, description="Page size (default 50, at most 200)."),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": MESSAGE_MAX_PAGE_SIZE},
+                description=f"Page size (default {MESSAGE_PAGE_SIZE}); anything else is 400 limit_invalid.",
+            ),
             OpenApiParameter("cursor", str, description="The cursor of a next/previous link."),
         ],
         responses={200: MessageSerializer(many=True), **errors(400, *SIGNED_IN, 404)},
@@ -299,6 +329,9 @@ class MessageListApi(APIView):
         },
         description="201 with the stored message; 200 with the same message when this client_id "
         "was already sent in this conversation (nothing is stored twice).",
+        examples=[
+            OpenApiExample("send", value={"text": "hey luda", "client_id": "c-0001"}, request_only=True)
+        ],
     )
     def post(self, request: Request, conversation_id: int) -> Response:
         conversation = visible_conversation(request, conversation_id)

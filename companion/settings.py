@@ -101,11 +101,9 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     }
 }
-# The labeling pages start their script with one inline call each (labeling/templates); until
-# that call moves into labeling.js they need inline scripts, on /labeling/ only (staff pages).
-# Swagger UI (the API docs) styles itself inline.
+# Swagger UI (the API docs) styles itself inline; every other page, /labeling/ included, runs
+# only this origin's script and style files.
 CSP_PATH_UPDATES = {
-    "/labeling/": {"script-src": [UNSAFE_INLINE]},
     "/api/v1/docs/": {"style-src": [UNSAFE_INLINE]},
 }
 
@@ -245,6 +243,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON only, whatever Accept or ?format= say (chat.content_negotiation): no browsable HTML
+    # pages, no 406, as the schema documents.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "chat.content_negotiation.FirstRendererFallback",
     # One error shape, {"code", "detail"}, for every JSON endpoint of every app.
     "EXCEPTION_HANDLER": "chat.api_errors.api_exception_handler",
     # JSON with a depth bound (chat.json_limits): a deeply nested body is a 400, not a RecursionError.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
@@ -29,6 +29,7 @@ class ConversationRepliesApi(APIView):
     class InputSerializer(serializers.Serializer[Any]):
         state = serializers.ChoiceField(choices=ScheduledReply.State.choices, required=False)
 
+    @extend_schema_serializer(component_name="ScheduledReply")
     class OutputSerializer(serializers.ModelSerializer[ScheduledReply]):
         trigger_message_id = serializers.IntegerField()
 
@@ -60,7 +61,9 @@ class ConversationRepliesApi(APIView):
         responses={200: OutputSerializer(many=True), **errors(400, *SIGNED_IN, 403, 404)},
     )
     def get(self, request: Request, conversation_id: int) -> Response:
-        query = self.InputSerializer(data=request.query_params)
+        # A plain dict, not the QueryDict: DRF reads an HTML form's "state=" as "not given", and a
+        # query string's "?state=" is a state that is none of the five.
+        query = self.InputSerializer(data=request.query_params.dict())
         if not query.is_valid():
             return Response(
                 {

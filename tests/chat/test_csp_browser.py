@@ -1,4 +1,4 @@
-"""The chat page and the labeling queue run under the Content-Security-Policy in a real Chromium."""
+"""The chat page and the labeling pages run under the Content-Security-Policy in a real Chromium."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from tests.factories import CompanionFactory, UserFactory
+from labeling.models import DelayTask
+from tests.factories import CompanionFactory, ConversationFactory, MessageFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -26,7 +27,12 @@ def test_the_chat_and_labeling_pages_work_without_a_policy_violation(live_asgi_s
 
     UserFactory(username="mina")
     UserFactory(username="annotator", is_staff=True)
-    CompanionFactory(slug="luda", name="Luda", default_time_zone="Asia/Seoul")
+    luda = CompanionFactory(slug="luda", name="Luda", default_time_zone="Asia/Seoul")
+    logged = ConversationFactory(person=UserFactory(username="jun"), companion=luda)
+    going, answered = (MessageFactory(conversation=logged, text=text) for text in ("gotta go", "wait"))
+    task = DelayTask.objects.create(
+        conversation=logged, rule="person_left", trigger_message=going, suspected_message=answered
+    )
     page = browser_page
     refused: list[str] = []
     page.on(
@@ -39,9 +45,17 @@ def test_the_chat_and_labeling_pages_work_without_a_policy_violation(live_asgi_s
     page.fill("#message-input", "csp check")
     page.press("#message-input", "Enter")
     expect(page.locator('#messages .message[data-role="person"]')).to_have_count(1)
-    # the labeling queue, as staff: its inline start call runs
+    # the labeling queue and a task, as staff, under script-src 'self' alone: labeling.js starts
+    # each page from its data-page (the queue selects its first row, Enter opens it, the task
+    # page converts a delay to a clock time through the server)
     page.context.clear_cookies()
     log_in(page, live_asgi_server, "annotator", "/labeling/")
     expect(page).to_have_url(re.compile(r"/labeling/$"))
+    expect(page.locator(".task-row.selected")).to_have_attribute("data-task-id", str(task.pk))
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(rf"/labeling/tasks/{task.pk}/$"))
+    page.check(".cut-choice >> nth=0")
+    page.fill("#delay-hours", "1")
+    expect(page.locator("#relative-text")).not_to_have_text("")
     page.wait_for_load_state("networkidle")
     assert refused == []

@@ -80,6 +80,8 @@ async def token_key_async(user) -> str:
         base64.b64encode(b"o=-3").decode(),
         "%%%not-base64",
         base64.b64encode(b"p=\x00").decode(),
+        base64.b64encode(b"p=" + b"9" * 5000).decode(),  # was a 500: int() refuses 4,300+ digits
+        base64.b64encode(b"p=9223372036854775808").decode(),  # one past bigint: no id ever handed out
     ],
 )
 def test_a_tampered_cursor_is_a_400(api_client, conversation, cursor):

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from labeling.models import DelayTask
+from tests.factories import MessageFactory
+
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 PRODUCTION_ENV = {
     "DJANGO_SETTINGS_MODULE": "companion.settings",
@@ -115,11 +118,21 @@ def test_pages_carry_the_content_security_policy(client, person, path):
 
 
 @pytest.mark.django_db
-def test_labeling_pages_add_inline_scripts_and_nothing_else(client, staff_user):
+def test_labeling_pages_carry_the_same_policy_and_no_inline_script(client, staff_user, conversation):
+    # Their start calls moved into labeling.js (issue #13): 'unsafe-inline' is gone from /labeling/.
+    first, second = (
+        MessageFactory.create(conversation=conversation),
+        MessageFactory.create(conversation=conversation),
+    )
+    task = DelayTask.objects.create(
+        conversation=conversation, rule="person_left", trigger_message=first, suspected_message=second
+    )
     client.force_login(staff_user)
-    response = client.get("/labeling/")
-    assert response.status_code == 200
-    assert directives(response["Content-Security-Policy"]) == CSP | {"script-src": "'self' 'unsafe-inline'"}
+    for path in ["/labeling/", f"/labeling/tasks/{task.pk}/", "/labeling/review/", "/labeling/agreement/"]:
+        response = client.get(path)
+        scripts = re.findall(r"<script[^>]*>", response.content.decode())
+        assert (response.status_code, directives(response["Content-Security-Policy"])) == (200, CSP), path
+        assert scripts == ['<script src="/static/labeling/labeling.js">'], path
 
 
 @pytest.mark.django_db

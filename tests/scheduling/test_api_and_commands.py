@@ -80,6 +80,19 @@ def test_the_state_filter_narrows_and_an_unknown_state_is_a_400_with_a_reason(pl
     }
 
 
+@pytest.mark.parametrize("query", ["state=", "state=Sent", "state=sent%00"])
+def test_an_empty_or_near_miss_state_is_a_400_not_every_reply(conversation, staff_user, query):
+    # "?state=" used to read as no filter at all (DRF's HTML-form reading of a blank value).
+    response = token_client(staff_user).get(f"{replies_url(conversation.pk)}?{query}")
+    assert (response.status_code, response.json()) == (
+        400,
+        {
+            "code": "state_invalid",
+            "detail": "state must be one of pending, sent, cancelled, superseded, failed.",
+        },
+    )
+
+
 def test_non_staff_get_403_even_for_their_own_conversation_and_anonymous_401(
     planned, api_client, anonymous_client
 ):

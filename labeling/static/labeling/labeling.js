@@ -140,3 +140,13 @@ const Labeling = (() => {
 
   return { queue, task, review };
 })();
+
+// Each page names itself in <body data-page> (labeling/templates), the task page its task in
+// #turns[data-task-id]: no inline script starts a page, so /labeling/ runs under the site's
+// script-src 'self' without 'unsafe-inline'. The script tag closes <body>: the page is parsed.
+(() => {
+  const page = document.body.dataset.page;
+  if (page === "queue") Labeling.queue();
+  else if (page === "review") Labeling.review();
+  else if (page === "task") Labeling.task(Number(document.getElementById("turns").dataset.taskId));
+})();
