@@ -72,7 +72,6 @@ class Preset:
     eval_limit: int
     prompt_weight: float = 0.25
     time_weight: float = 1.0
-    ema_decay: float = 0.0
     # Read every turn through the sentence encoder too (conditioning.py).
     conditioned: bool = True
     # Offer the last turn's clock digits at the reply's time positions (clock_hints.py); needs
@@ -97,7 +96,6 @@ PRESETS: dict[str, Preset] = {
         warmup=150,
         eval_limit=200,
         time_weight=3.0,
-        ema_decay=0.998,
     ),
     # Seconds, for tests: it learns the format, not much timing.
     "tiny": Preset(
@@ -304,7 +302,6 @@ def build_default_model(
         seed=seed,
         prompt_weight=spec.prompt_weight,
         time_weight=spec.time_weight,
-        ema_decay=spec.ema_decay,
     )
     started = time.perf_counter()
     losses = train_loop(

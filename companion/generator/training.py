@@ -24,8 +24,7 @@ IGNORE = -100
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimizer schedule: AdamW, linear warm-up, cosine decay to 10% of the peak rate, and an
-    optional moving average of the weights."""
+    """Optimizer schedule: AdamW, linear warm-up, cosine decay to 10% of the peak rate."""
 
     steps: int = 200
     batch_size: int = 16
@@ -43,10 +42,6 @@ class TrainConfig:
     # time is a handful of tokens against a dozen of text, yet it is the decision the model exists
     # for; weighting it spends the same compute on what the metrics measure.
     time_weight: float = 1.0
-    # Exponential moving average of the weights (0: off), what the loop returns the model with.
-    # A small model's last step lands wherever the last batches pushed it; the average over the
-    # last few hundred steps is a flatter, less seed-dependent point.
-    ema_decay: float = 0.0
 
 
 class TrainingExample(NamedTuple):
@@ -257,7 +252,6 @@ def train_loop(
     lengths = [len(example.input_ids) for example in examples]
     queue: list[list[int]] = []
     losses: list[float] = []
-    average = [p.detach().clone() for p in parameters] if config.ema_decay else []
     model.train()
     for step in range(config.steps):
         if not queue:
@@ -275,20 +269,10 @@ def train_loop(
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         scheduler.step()
-        if average:
-            # The usual warm-up of the decay: early steps are not averaged with the random init.
-            decay = min(config.ema_decay, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for averaged, parameter in zip(average, parameters, strict=True):
-                    averaged.lerp_(parameter, 1 - decay)
         losses.append(float(loss.detach()))
         if progress and (step + 1) % config.log_every == 0:
             recent = losses[-config.log_every :]
             progress(f"step {step + 1}/{config.steps} loss {sum(recent) / len(recent):.4f}")
-    if average:
-        with torch.no_grad():
-            for parameter, averaged in zip(parameters, average, strict=True):
-                parameter.copy_(averaged)
     model.eval()
     return losses
 
