@@ -28,6 +28,7 @@ from rest_framework.authtoken.models import Token
 
 from chat import hooks, metrics, realtime
 from chat.models import Companion, Conversation, Message, validate_time_zone
+from chat.serializers import render_created_at
 from chat.text_rules import ChatInputInvalid, validate_client_id, validate_message_text
 
 
@@ -160,37 +161,77 @@ class CompanionDelivery:
     text: str
 
 
-def companion_messages_create(*, deliveries: Sequence[CompanionDelivery]) -> list[Message]:
-    """Store several companion messages with one INSERT; broadcast them once the caller commits.
+# One statement for the whole batch: three arrays as parameters, however many rows (Django's
+# bulk_create builds and adapts every field of every row). Every message of a batch shares one
+# created_at; their ids keep the order. RETURNING names each row's reply, so no order is assumed.
+_COMPANION_MESSAGES_INSERT_SQL = """
+INSERT INTO chat_message (conversation_id, role, text, created_at, client_id, scheduled_reply_id)
+SELECT batch.conversation_id, %s, batch.text, %s, '', batch.scheduled_reply_id
+FROM unnest(%s::bigint[], %s::text[], %s::bigint[]) WITH ORDINALITY
+    AS batch(conversation_id, text, scheduled_reply_id, position)
+ORDER BY batch.position
+RETURNING id, scheduled_reply_id
+"""
 
-    The batch form of :func:`companion_message_create`, for scheduling's dispatcher: the caller's
+
+def companion_messages_store(*, deliveries: Sequence[CompanionDelivery]) -> dict[int, int]:
+    """Store several companion messages with one INSERT; return ``{scheduled_reply_id: message_id}``.
+
+    The batch form of :func:`companion_message_create`, for scheduling's delivery: the caller's
     transaction holds the locks. Every text goes through ``validate_message_text`` (raises
     ``MessageTextInvalid``; nothing is stored then). If any ``scheduled_reply_id`` already has a
     message, ``DuplicateScheduledReply`` is raised, nothing of the batch is stored, and the
-    caller's transaction stays usable (the insert ran in a savepoint).
+    caller's transaction stays usable (the insert ran in a savepoint). Once the caller commits,
+    ``message.created`` is pushed for every message, in order, in one Redis pipeline.
     """
-    rows = [
-        Message(
-            conversation_id=delivery.conversation_id,
-            role=Message.Role.COMPANION,
-            text=validate_message_text(delivery.text),
-            scheduled_reply_id=delivery.scheduled_reply_id,
-        )
-        for delivery in deliveries
-    ]
-    if not rows:
-        return []
+    texts = [validate_message_text(delivery.text) for delivery in deliveries]
+    if not deliveries:
+        return {}
+    created_at = timezone.now()
     try:
-        with transaction.atomic():
-            messages = Message.objects.bulk_create(rows)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                _COMPANION_MESSAGES_INSERT_SQL,
+                [
+                    Message.Role.COMPANION.value,
+                    created_at,
+                    [delivery.conversation_id for delivery in deliveries],
+                    texts,
+                    [delivery.scheduled_reply_id for delivery in deliveries],
+                ],
+            )
+            stored: dict[int, int] = {reply_id: message_id for message_id, reply_id in cursor.fetchall()}
     except IntegrityError as exc:
         raise DuplicateScheduledReply(
             "A message already exists for one of scheduled replies "
             f"{sorted(delivery.scheduled_reply_id for delivery in deliveries)}."
         ) from exc
-    metrics.messages_posted(role=Message.Role.COMPANION, count=len(messages))
-    transaction.on_commit(partial(realtime.broadcast_messages, messages), robust=True)
-    return messages
+    metrics.messages_posted(role=Message.Role.COMPANION, count=len(stored))
+    created = render_created_at(created_at)
+    events = [
+        (
+            delivery.conversation_id,
+            realtime.message_created_event_of(
+                message_id=stored[delivery.scheduled_reply_id],
+                conversation_id=delivery.conversation_id,
+                role=Message.Role.COMPANION.value,
+                text=text,
+                created_at=created,
+                client_id="",
+            ),
+        )
+        for delivery, text in zip(deliveries, texts, strict=True)
+    ]
+    transaction.on_commit(partial(realtime.broadcast_events, events), robust=True)
+    return stored
+
+
+def companion_messages_create(*, deliveries: Sequence[CompanionDelivery]) -> list[Message]:
+    """:func:`companion_messages_store`, returning the stored messages (in the order given)."""
+    stored = companion_messages_store(deliveries=deliveries)
+    if not stored:
+        return []
+    return list(Message.objects.filter(pk__in=stored.values()).order_by("id"))
 
 
 _READ_FIELDS = {
