@@ -163,13 +163,25 @@ class CompanionDelivery:
 
 # One statement for the whole batch: three arrays as parameters, however many rows (Django's
 # bulk_create builds and adapts every field of every row). Every message of a batch shares one
-# created_at; their ids keep the order. RETURNING names each row's reply, so no order is assumed.
+# created_at; their ids keep the order. Nothing is inserted when any of the batch's replies
+# already has a message (``taken``), and ON CONFLICT skips one a concurrent writer stores
+# meanwhile, so the statement never fails on the unique reference: no savepoint (two round
+# trips) is needed to keep the caller's transaction usable. RETURNING names each row's reply.
 _COMPANION_MESSAGES_INSERT_SQL = """
+WITH batch AS (
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[]) WITH ORDINALITY
+        AS batch(conversation_id, text, scheduled_reply_id, position)
+), taken AS (
+    SELECT 1 FROM chat_message
+    WHERE scheduled_reply_id IN (SELECT scheduled_reply_id FROM batch)
+    LIMIT 1
+)
 INSERT INTO chat_message (conversation_id, role, text, created_at, client_id, scheduled_reply_id)
 SELECT batch.conversation_id, %s, batch.text, %s, '', batch.scheduled_reply_id
-FROM unnest(%s::bigint[], %s::text[], %s::bigint[]) WITH ORDINALITY
-    AS batch(conversation_id, text, scheduled_reply_id, position)
+FROM batch
+WHERE NOT EXISTS (SELECT 1 FROM taken)
 ORDER BY batch.position
+ON CONFLICT (scheduled_reply_id) DO NOTHING
 RETURNING id, scheduled_reply_id
 """
 
@@ -181,31 +193,32 @@ def companion_messages_store(*, deliveries: Sequence[CompanionDelivery]) -> dict
     transaction holds the locks. Every text goes through ``validate_message_text`` (raises
     ``MessageTextInvalid``; nothing is stored then). If any ``scheduled_reply_id`` already has a
     message, ``DuplicateScheduledReply`` is raised, nothing of the batch is stored, and the
-    caller's transaction stays usable (the insert ran in a savepoint). Once the caller commits,
-    ``message.created`` is pushed for every message, in order, in one Redis pipeline.
+    caller's transaction stays usable. Once the caller commits, ``message.created`` is pushed for
+    every message, in order, in one Redis pipeline.
     """
     texts = [validate_message_text(delivery.text) for delivery in deliveries]
     if not deliveries:
         return {}
     created_at = timezone.now()
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                _COMPANION_MESSAGES_INSERT_SQL,
-                [
-                    Message.Role.COMPANION.value,
-                    created_at,
-                    [delivery.conversation_id for delivery in deliveries],
-                    texts,
-                    [delivery.scheduled_reply_id for delivery in deliveries],
-                ],
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _COMPANION_MESSAGES_INSERT_SQL,
+            [
+                [delivery.conversation_id for delivery in deliveries],
+                texts,
+                [delivery.scheduled_reply_id for delivery in deliveries],
+                Message.Role.COMPANION.value,
+                created_at,
+            ],
+        )
+        stored: dict[int, int] = {reply_id: message_id for message_id, reply_id in cursor.fetchall()}
+        if len(stored) != len(deliveries):
+            # Some reply had its message already (or came twice): keep none of this batch.
+            cursor.execute("DELETE FROM chat_message WHERE id = ANY(%s)", [list(stored.values())])
+            raise DuplicateScheduledReply(
+                "A message already exists for one of scheduled replies "
+                f"{sorted(delivery.scheduled_reply_id for delivery in deliveries)}."
             )
-            stored: dict[int, int] = {reply_id: message_id for message_id, reply_id in cursor.fetchall()}
-    except IntegrityError as exc:
-        raise DuplicateScheduledReply(
-            "A message already exists for one of scheduled replies "
-            f"{sorted(delivery.scheduled_reply_id for delivery in deliveries)}."
-        ) from exc
     metrics.messages_posted(role=Message.Role.COMPANION, count=len(stored))
     created = render_created_at(created_at)
     events = [
