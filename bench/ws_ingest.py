@@ -38,6 +38,9 @@ sys.path.insert(0, str(REPO_ROOT))
 WARMUP_MESSAGES = 2
 CONNECT_TIMEOUT_SECONDS = 60.0
 REPLY_TIMEOUT_SECONDS = 30.0
+# The ASGI servers the stack can run under; the first is the one `make run` and docker-compose use.
+SERVERS = ("uvicorn", "daphne")
+ASGI_APPLICATION = "companion.asgi:application"
 
 
 @dataclass
@@ -245,6 +248,12 @@ def main() -> None:
         help="DATABASE_CONN_MAX_AGE for daphne (0 = what `make run` uses)",
     )
     parser.add_argument(
+        "--server",
+        action="append",
+        choices=SERVERS,
+        help=f"ASGI server(s) of the stack, each measured in turn (default {SERVERS[0]}; repeat to compare)",
+    )
+    parser.add_argument(
         "--metrics-cost",
         type=int,
         default=0,
@@ -268,7 +277,10 @@ def main() -> None:
     if options.metrics_cost:
         metrics_cost(env, pairs, options.messages, options.metrics_cost)
         return
-    results: dict[str, Result] = {"stack": run_stack(env, pairs, options.messages)}
+    results: dict[str, Result] = {}
+    for server in options.server or [SERVERS[0]]:
+        result = run_stack(env, pairs, options.messages, server)
+        results[result.name] = result
     for kind in ("echo", "insert"):
         port = free_port()
         server = start(
@@ -283,22 +295,52 @@ def main() -> None:
             stop(server)
     for result in results.values():
         print(result.line())
-    print(f"ratio stack/echo   {results['stack'].rate / results['echo'].rate:.2f}x")
-    print(f"ratio stack/insert {results['stack'].rate / results['insert'].rate:.2f}x  (target >= 0.5x)")
+    stacks = [name for name in results if name.startswith("stack")]
+    for name in stacks:
+        print(f"ratio {name}/echo   {results[name].rate / results['echo'].rate:.2f}x")
+        print(f"ratio {name}/insert {results[name].rate / results['insert'].rate:.2f}x  (target >= 0.5x)")
+    figures: dict[str, Any] = {
+        "bench": "ws_ingest",
+        "clients": options.clients,
+        "messages": options.messages,
+        "servers": options.server or [SERVERS[0]],
+    }
+    for name, result in results.items():
+        figures[name.replace(":", "_")] = {
+            "msgs_per_s": round(result.rate, 1),
+            "p50_ms": round(statistics.median(result.latencies_ms), 2),
+            "p99_ms": round(result.percentile(0.99), 2),
+        }
+    for name in stacks:
+        key = name.replace(":", "_")
+        figures[f"ratio_{key}_echo"] = round(results[name].rate / results["echo"].rate, 4)
+        figures[f"ratio_{key}_insert"] = round(results[name].rate / results["insert"].rate, 4)
+    print(json.dumps(figures))
 
 
-def run_stack(env: dict[str, str], pairs: list[tuple[int, str]], messages: int) -> Result:
+def server_command(server: str, port: int) -> list[str]:
+    """The command line of an ASGI server serving ``companion.asgi`` on loopback ``port``."""
+    if server == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI_APPLICATION]
+    # uvicorn[standard]: uvloop's event loop, httptools' HTTP parser, websockets' sans-I/O protocol.
+    return [
+        *(sys.executable, "-m", "uvicorn", ASGI_APPLICATION, "--host", "127.0.0.1"),
+        *("--port", str(port), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio"),
+        *("--lifespan", "off", "--no-access-log", "--log-level", "warning"),
+    ]
+
+
+def run_stack(
+    env: dict[str, str], pairs: list[tuple[int, str]], messages: int, server: str = SERVERS[0]
+) -> Result:
     port = free_port()
-    daphne = start(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "companion.asgi:application"],
-        env,
-    )
+    child = start(server_command(server, port), env)
     try:
-        wait_for_port(port, daphne, "daphne")
+        wait_for_port(port, child, server)
         urls = [f"ws://127.0.0.1:{port}/ws/conversations/{cid}/?token={key}" for cid, key in pairs]
-        return asyncio.run(run_load("stack", urls, messages))
+        return asyncio.run(run_load(f"stack:{server}", urls, messages))
     finally:
-        stop(daphne)
+        stop(child)
 
 
 def metrics_cost(env: dict[str, str], pairs: list[tuple[int, str]], messages: int, rounds: int) -> None:
