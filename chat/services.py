@@ -161,29 +161,24 @@ class CompanionDelivery:
     text: str
 
 
-# One statement for the whole batch: three arrays as parameters, however many rows (Django's
+# One statement for the whole batch: four arrays as parameters, however many rows (Django's
 # bulk_create builds and adapts every field of every row). Every message of a batch shares one
 # created_at; their ids keep the order. Nothing is inserted when any of the batch's replies
-# already has a message (``taken``), and ON CONFLICT skips one a concurrent writer stores
+# already has a message (NOT EXISTS), and ON CONFLICT skips one a concurrent writer stores
 # meanwhile, so the statement never fails on the unique reference: no savepoint (two round
 # trips) is needed to keep the caller's transaction usable. RETURNING names each row's reply.
+# It begins as Django's own INSERTs do (``INSERT INTO "chat_message"``), for whoever reads
+# pg_stat_activity.
 _COMPANION_MESSAGES_INSERT_SQL = """
-WITH batch AS (
-    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[]) WITH ORDINALITY
-        AS batch(conversation_id, text, scheduled_reply_id, position)
-), taken AS (
-    SELECT 1 FROM chat_message
-    WHERE scheduled_reply_id IN (SELECT scheduled_reply_id FROM batch)
-    LIMIT 1
-)
-INSERT INTO chat_message (conversation_id, role, text, created_at, client_id, scheduled_reply_id)
+INSERT INTO "chat_message" (conversation_id, role, text, created_at, client_id, scheduled_reply_id)
 SELECT batch.conversation_id, %s, batch.text, %s, '', batch.scheduled_reply_id
-FROM batch
-WHERE NOT EXISTS (SELECT 1 FROM taken)
+FROM unnest(%s::bigint[], %s::text[], %s::bigint[]) WITH ORDINALITY
+    AS batch(conversation_id, text, scheduled_reply_id, position)
+WHERE NOT EXISTS (SELECT 1 FROM "chat_message" WHERE scheduled_reply_id = ANY(%s::bigint[]))
 ORDER BY batch.position
 ON CONFLICT (scheduled_reply_id) DO NOTHING
 RETURNING id, scheduled_reply_id
-"""
+""".strip()
 
 
 def companion_messages_store(*, deliveries: Sequence[CompanionDelivery]) -> dict[int, int]:
@@ -200,15 +195,17 @@ def companion_messages_store(*, deliveries: Sequence[CompanionDelivery]) -> dict
     if not deliveries:
         return {}
     created_at = timezone.now()
+    reply_ids = [delivery.scheduled_reply_id for delivery in deliveries]
     with connection.cursor() as cursor:
         cursor.execute(
             _COMPANION_MESSAGES_INSERT_SQL,
             [
-                [delivery.conversation_id for delivery in deliveries],
-                texts,
-                [delivery.scheduled_reply_id for delivery in deliveries],
                 Message.Role.COMPANION.value,
                 created_at,
+                [delivery.conversation_id for delivery in deliveries],
+                texts,
+                reply_ids,
+                reply_ids,
             ],
         )
         stored: dict[int, int] = {reply_id: message_id for message_id, reply_id in cursor.fetchall()}
