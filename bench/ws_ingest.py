@@ -322,12 +322,9 @@ def server_command(server: str, port: int) -> list[str]:
     """The command line of an ASGI server serving ``companion.asgi`` on loopback ``port``."""
     if server == "daphne":
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI_APPLICATION]
-    # uvicorn[standard]: uvloop's event loop, httptools' HTTP parser, websockets' sans-I/O protocol.
-    return [
-        *(sys.executable, "-m", "uvicorn", ASGI_APPLICATION, "--host", "127.0.0.1"),
-        *("--port", str(port), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio"),
-        *("--lifespan", "off", "--no-access-log", "--log-level", "warning"),
-    ]
+    from companion.stack import web_command  # uvicorn exactly as `make run` starts it
+
+    return web_command("127.0.0.1", str(port), "--no-access-log", "--log-level", "warning")
 
 
 def run_stack(
