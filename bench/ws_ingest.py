@@ -49,6 +49,9 @@ class Result:
     messages: int
     seconds: float
     latencies_ms: list[float]
+    # The serving process's CPU (user + system) per frame, connecting and warm-up included: what
+    # the machine's load does not change much, unlike the rates.
+    server_cpu_ms_per_message: float = float("nan")
 
     @property
     def rate(self) -> float:
@@ -61,8 +64,24 @@ class Result:
     def line(self) -> str:
         return (
             f"{self.name:<7} {self.messages:>6} msgs  {self.rate:>8.1f} msg/s  "
-            f"p50 {statistics.median(self.latencies_ms):>7.2f} ms  p99 {self.percentile(0.99):>7.2f} ms"
+            f"p50 {statistics.median(self.latencies_ms):>7.2f} ms  p99 {self.percentile(0.99):>7.2f} ms  "
+            f"server CPU {self.server_cpu_ms_per_message:.2f} ms/msg"
         )
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_load(name: str, urls: list[str], messages: int, server: subprocess.Popen[bytes]) -> Result:
+    """:func:`run_load` against ``server``, with the server process's CPU per frame."""
+    cpu_before = process_cpu_seconds(server.pid)
+    result = asyncio.run(run_load(name, urls, messages))
+    cpu = process_cpu_seconds(server.pid) - cpu_before
+    result.server_cpu_ms_per_message = cpu * 1000 / (len(urls) * (messages + WARMUP_MESSAGES))
+    return result
 
 
 # --- the load -----------------------------------------------------------------------------------
@@ -290,7 +309,7 @@ def main() -> None:
         try:
             wait_for_port(port, server, f"{kind} baseline")
             urls = [f"ws://127.0.0.1:{port}/"] * options.clients
-            results[kind] = asyncio.run(run_load(kind, urls, options.messages))
+            results[kind] = measured_load(kind, urls, options.messages, server)
         finally:
             stop(server)
     for result in results.values():
@@ -310,11 +329,15 @@ def main() -> None:
             "msgs_per_s": round(result.rate, 1),
             "p50_ms": round(statistics.median(result.latencies_ms), 2),
             "p99_ms": round(result.percentile(0.99), 2),
+            "server_cpu_ms_per_msg": round(result.server_cpu_ms_per_message, 3),
         }
     for name in stacks:
         key = name.replace(":", "_")
         figures[f"ratio_{key}_echo"] = round(results[name].rate / results["echo"].rate, 4)
         figures[f"ratio_{key}_insert"] = round(results[name].rate / results["insert"].rate, 4)
+        figures[f"cpu_ratio_insert_{key}"] = round(
+            results["insert"].server_cpu_ms_per_message / results[name].server_cpu_ms_per_message, 4
+        )
     print(json.dumps(figures))
 
 
@@ -335,7 +358,7 @@ def run_stack(
     try:
         wait_for_port(port, child, server)
         urls = [f"ws://127.0.0.1:{port}/ws/conversations/{cid}/?token={key}" for cid, key in pairs]
-        return asyncio.run(run_load(f"stack:{server}", urls, messages))
+        return measured_load(f"stack:{server}", urls, messages, child)
     finally:
         stop(child)
 
