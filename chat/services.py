@@ -12,6 +12,7 @@ entirely after it (and sees that its trigger is no longer the latest person mess
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -161,19 +162,19 @@ class CompanionDelivery:
     text: str
 
 
-# One statement for the whole batch: four arrays as parameters, however many rows (Django's
-# bulk_create builds and adapts every field of every row). Every message of a batch shares one
-# created_at; their ids keep the order. Nothing is inserted when any of the batch's replies
-# already has a message (NOT EXISTS), and ON CONFLICT skips one a concurrent writer stores
-# meanwhile, so the statement never fails on the unique reference: no savepoint (two round
-# trips) is needed to keep the caller's transaction usable. RETURNING names each row's reply.
-# It begins as Django's own INSERTs do (``INSERT INTO "chat_message"``), for whoever reads
-# pg_stat_activity.
+# One statement for the whole batch, however many rows: the rows travel as one JSON parameter
+# (built by json.dumps in C; Django's bulk_create builds and adapts every field of every row, and
+# psycopg's client-side quoting of text arrays cost as much as the statement). Every message of
+# a batch shares one created_at; their ids keep the order. Nothing is inserted when any of the
+# batch's replies already has a message (NOT EXISTS), and ON CONFLICT skips one a concurrent
+# writer stores meanwhile, so the statement never fails on the unique reference: no savepoint
+# (two round trips) is needed to keep the caller's transaction usable. RETURNING names each
+# row's reply. It begins as Django's own INSERTs do (``INSERT INTO "chat_message"``), for
+# whoever reads pg_stat_activity. (Chat's texts hold no NUL, which JSON text could not carry.)
 _COMPANION_MESSAGES_INSERT_SQL = """
 INSERT INTO "chat_message" (conversation_id, role, text, created_at, client_id, scheduled_reply_id)
-SELECT batch.conversation_id, %s, batch.text, %s, '', batch.scheduled_reply_id
-FROM unnest(%s::bigint[], %s::text[], %s::bigint[]) WITH ORDINALITY
-    AS batch(conversation_id, text, scheduled_reply_id, position)
+SELECT (batch.row->>0)::bigint, %s, batch.row->>1, %s, '', (batch.row->>2)::bigint
+FROM json_array_elements(%s::json) WITH ORDINALITY AS batch(row, position)
 WHERE NOT EXISTS (SELECT 1 FROM "chat_message" WHERE scheduled_reply_id = ANY(%s::bigint[]))
 ORDER BY batch.position
 ON CONFLICT (scheduled_reply_id) DO NOTHING
@@ -195,18 +196,17 @@ def companion_messages_store(*, deliveries: Sequence[CompanionDelivery]) -> dict
     if not deliveries:
         return {}
     created_at = timezone.now()
-    reply_ids = [delivery.scheduled_reply_id for delivery in deliveries]
+    rows = json.dumps(
+        [
+            [delivery.conversation_id, text, delivery.scheduled_reply_id]
+            for delivery, text in zip(deliveries, texts, strict=True)
+        ],
+        ensure_ascii=False,
+    )
+    reply_ids = "{" + ",".join(str(delivery.scheduled_reply_id) for delivery in deliveries) + "}"
     with connection.cursor() as cursor:
         cursor.execute(
-            _COMPANION_MESSAGES_INSERT_SQL,
-            [
-                Message.Role.COMPANION.value,
-                created_at,
-                [delivery.conversation_id for delivery in deliveries],
-                texts,
-                reply_ids,
-                reply_ids,
-            ],
+            _COMPANION_MESSAGES_INSERT_SQL, [Message.Role.COMPANION.value, created_at, rows, reply_ids]
         )
         stored: dict[int, int] = {reply_id: message_id for message_id, reply_id in cursor.fetchall()}
         if len(stored) != len(deliveries):

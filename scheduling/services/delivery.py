@@ -59,6 +59,11 @@ WHERE reply.id = sent.reply_id AND reply.state = %s
 """
 
 
+def _bigint_array(values: Iterable[int]) -> str:
+    """A PostgreSQL array literal of integers: one string parameter, not one quoted per element."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 class ClaimedReply(NamedTuple):
     """The columns of a claimed reply that delivery reads."""
 
@@ -145,7 +150,13 @@ def _deliver_claimed(replies: list[ClaimedReply], *, now: datetime) -> set[int]:
     with connection.cursor() as cursor:
         cursor.execute(
             _MARK_SENT_SQL,
-            [State.SENT.value, now, list(stored), list(stored.values()), State.PENDING.value],
+            [
+                State.SENT.value,
+                now,
+                _bigint_array(stored),
+                _bigint_array(stored.values()),
+                State.PENDING.value,
+            ],
         )
         sent = cursor.rowcount
     if sent != len(stored):

@@ -87,3 +87,22 @@ def test_a_batch_naming_one_reply_twice_stores_nothing_and_leaves_the_transactio
         "",
         None,
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_stores_and_pushes_every_text_exactly_as_chat_normalized_it(person):
+    # given: texts with quotes, backslashes, braces, newlines, tabs, emoji and Korean
+    now = timezone.now()
+    texts = ['say "hi" \\ back', "{a,b}\tnull", "  안녕 👋\r\nsee you  ", "'; DROP TABLE x; --"]
+    conversations = [ConversationFactory(person=person) for _ in texts]
+    for i, (conversation, text) in enumerate(zip(conversations, texts, strict=True)):
+        pending_reply(conversation, due_at=now - (len(texts) - i) * SECOND, text=text)
+    listeners = [GroupListener(c.pk) for c in conversations]
+    # when
+    assert due_replies_dispatch(now=now).delivered == len(texts)
+    # then
+    expected = ['say "hi" \\ back', "{a,b}\tnull", "안녕 👋\nsee you", "'; DROP TABLE x; --"]
+    for conversation, listener, text in zip(conversations, listeners, expected, strict=True):
+        [message] = Message.objects.filter(conversation=conversation, role="companion")
+        assert message.text == text
+        assert listener.next_event() == realtime.message_created_event(message)
