@@ -93,7 +93,7 @@ def timed_dispatcher(rows: int, batch: int, budget: float, profile: str | None) 
     started = time.perf_counter()
     report = due_replies_dispatch(batch_size=batch, time_budget_seconds=budget)
     seconds = time.perf_counter() - started
-    if profiler is not None:
+    if profiler is not None and profile:
         profiler.disable()
         profiler.dump_stats(profile)
     assert ScheduledReply.objects.filter(state="sent").count() == report.delivered
