@@ -193,6 +193,10 @@ async def _apush_each(pushes: Sequence[tuple[int, dict[str, Any]]]) -> None:
     await _apublish_pipelined(channel_layer, pushes)
 
 
+# What _apublish_pipelined uses of a channels_redis 4.3 shard connection.
+_SHARD_INTERNALS = ("_lock", "_ensure_redis", "_redis")
+
+
 async def _apublish_pipelined(
     channel_layer: RedisPubSubChannelLayer, pushes: Sequence[tuple[int, dict[str, Any]]]
 ) -> None:
@@ -209,6 +213,10 @@ async def _apublish_pipelined(
         channel = loop_layer._get_group_channel_name(conversation_group(conversation_id))
         data = channel_layer.serialize({"type": "chat.event", "event": event})
         by_shard.setdefault(loop_layer._get_shard(channel), []).append((channel, data))
+    if not all(hasattr(shard, name) for shard in by_shard for name in _SHARD_INTERNALS):
+        for conversation_id, event in pushes:  # another channels_redis: its own group_send, in order
+            await _apush_logged(conversation_id, event)
+        return
     for shard, publishes in by_shard.items():
         try:
             async with shard._lock:
