@@ -75,11 +75,13 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measured_load(name: str, urls: list[str], messages: int, server: subprocess.Popen[bytes]) -> Result:
-    """:func:`run_load` against ``server``, with the server process's CPU per frame."""
-    cpu_before = process_cpu_seconds(server.pid)
+def measured_load(
+    name: str, urls: list[str], messages: int, servers: list[subprocess.Popen[bytes]]
+) -> Result:
+    """:func:`run_load` against ``servers``, with their processes' CPU (summed) per frame."""
+    cpu_before = sum(process_cpu_seconds(server.pid) for server in servers)
     result = asyncio.run(run_load(name, urls, messages))
-    cpu = process_cpu_seconds(server.pid) - cpu_before
+    cpu = sum(process_cpu_seconds(server.pid) for server in servers) - cpu_before
     result.server_cpu_ms_per_message = cpu * 1000 / (len(urls) * (messages + WARMUP_MESSAGES))
     return result
 
@@ -273,6 +275,13 @@ def main() -> None:
         help=f"ASGI server(s) of the stack, each measured in turn (default {SERVERS[0]}; repeat to compare)",
     )
     parser.add_argument(
+        "--web-processes",
+        action="append",
+        type=int,
+        metavar="N",
+        help="web processes of the stack, clients dealt round-robin (default 1; repeat to compare)",
+    )
+    parser.add_argument(
         "--metrics-cost",
         type=int,
         default=0,
@@ -298,8 +307,9 @@ def main() -> None:
         return
     results: dict[str, Result] = {}
     for server in options.server or [SERVERS[0]]:
-        result = run_stack(env, pairs, options.messages, server)
-        results[result.name] = result
+        for processes in options.web_processes or [1]:
+            result = run_stack(env, pairs, options.messages, server, processes)
+            results[result.name] = result
     for kind in ("echo", "insert"):
         port = free_port()
         server = start(
@@ -309,7 +319,7 @@ def main() -> None:
         try:
             wait_for_port(port, server, f"{kind} baseline")
             urls = [f"ws://127.0.0.1:{port}/"] * options.clients
-            results[kind] = measured_load(kind, urls, options.messages, server)
+            results[kind] = measured_load(kind, urls, options.messages, [server])
         finally:
             stop(server)
     for result in results.values():
@@ -323,6 +333,7 @@ def main() -> None:
         "clients": options.clients,
         "messages": options.messages,
         "servers": options.server or [SERVERS[0]],
+        "web_processes": options.web_processes or [1],
     }
     for name, result in results.items():
         figures[name.replace(":", "_")] = {
@@ -351,16 +362,31 @@ def server_command(server: str, port: int) -> list[str]:
 
 
 def run_stack(
-    env: dict[str, str], pairs: list[tuple[int, str]], messages: int, server: str = SERVERS[0]
+    env: dict[str, str],
+    pairs: list[tuple[int, str]],
+    messages: int,
+    server: str = SERVERS[0],
+    processes: int = 1,
 ) -> Result:
-    port = free_port()
-    child = start(server_command(server, port), env)
+    """The stack under ``processes`` web processes on their own ports, the clients dealt round-robin.
+
+    Every process has its own connection pool and joins the same PostgreSQL and Redis; a socket's
+    push reaches the others through the channel layer, as with several machines.
+    """
+    ports = [free_port() for _ in range(processes)]
+    children = [start(server_command(server, port), env) for port in ports]
     try:
-        wait_for_port(port, child, server)
-        urls = [f"ws://127.0.0.1:{port}/ws/conversations/{cid}/?token={key}" for cid, key in pairs]
-        return measured_load(f"stack:{server}", urls, messages, child)
+        for port, child in zip(ports, children, strict=True):
+            wait_for_port(port, child, server)
+        urls = [
+            f"ws://127.0.0.1:{ports[n % processes]}/ws/conversations/{cid}/?token={key}"
+            for n, (cid, key) in enumerate(pairs)
+        ]
+        name = f"stack:{server}" if processes == 1 else f"stack:{server}x{processes}"
+        return measured_load(name, urls, messages, children)
     finally:
-        stop(child)
+        for child in children:
+            stop(child)
 
 
 def metrics_cost(env: dict[str, str], pairs: list[tuple[int, str]], messages: int, rounds: int) -> None:
