@@ -25,4 +25,6 @@ RUN pip install --no-cache-dir . \
 
 USER companion
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "companion.asgi:application"]
+# uvicorn as `make run` starts it (companion.stack.web_command): uvloop, httptools, websockets.
+CMD ["uvicorn", "companion.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", \
+     "--http", "httptools", "--ws", "websockets-sansio", "--no-proxy-headers", "--lifespan", "off"]

@@ -131,6 +131,17 @@ def describe(values: Sequence[float], unit: str = "ms", scale: float = 1000.0) -
     )
 
 
+def summary(values: Sequence[float], scale: float = 1000.0) -> dict[str, float]:
+    """:func:`describe`'s figures for the JSON line: count, p50, p99, max and mean (ms by default)."""
+    return {
+        "n": len(values),
+        "p50": round(percentile(values, 0.5) * scale, 2),
+        "p99": round(percentile(values, 0.99) * scale, 2),
+        "max": round(max(values) * scale, 2) if values else float("nan"),
+        "mean": round(statistics.fmean(values) * scale, 2) if values else float("nan"),
+    }
+
+
 def make_conversations(count: int) -> list[int]:
     """``count`` conversations (one person each, one companion), created in bulk."""
     from django.contrib.auth import get_user_model

@@ -11,10 +11,11 @@ pending replies back (untimed), so each post cancels exactly ``pending`` rows.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from datetime import timedelta
 
-from _reply_loop import bench_environment, describe, make_conversations, make_pending_replies
+from _reply_loop import bench_environment, describe, make_conversations, make_pending_replies, summary
 
 
 def measure(conversation_id: int, *, pending: int, posts: int) -> list[float]:
@@ -58,6 +59,18 @@ def main() -> None:
     print(f"message_post with {args.pending} pending replies: {describe(loaded)}")
     ratio = sorted(loaded)[len(loaded) // 2] / sorted(baseline)[len(baseline) // 2]
     print(f"p50 ratio: {ratio:.2f}x")
+    print(
+        json.dumps(
+            {
+                "bench": "cancel_cost",
+                "posts": args.posts,
+                "pending": args.pending,
+                "baseline_ms": summary(baseline),
+                "loaded_ms": summary(loaded),
+                "p50_ratio": round(ratio, 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

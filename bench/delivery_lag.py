@@ -14,6 +14,7 @@ Real Celery worker and beat processes against the embedded PostgreSQL and a priv
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import tempfile
 from collections.abc import Iterable
@@ -30,6 +31,7 @@ from _reply_loop import (
     start_beat,
     start_worker,
     stop,
+    summary,
     wait_until,
 )
 
@@ -100,6 +102,18 @@ def main() -> None:
             stop(worker)
     print(f"delivered {sent}/{args.replies} ({'all' if finished else 'TIMED OUT'})")
     print(f"delivery lag (delivered - due): {describe(lags)}")
+    print(
+        json.dumps(
+            {
+                "bench": "delivery_lag",
+                "replies": args.replies,
+                "window_s": args.window,
+                "delivered": sent,
+                "finished": finished,
+                "lag_ms": summary(lags),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

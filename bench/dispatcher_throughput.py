@@ -1,22 +1,31 @@
 """Dispatcher throughput with 100k due pending replies, against a bare claim loop, same database, same run.
 
 1. Create ``--rows`` conversations, each with one pending reply that is already due.
-2. Bare loop: ``UPDATE ... WHERE id IN (SELECT id ... FOR UPDATE SKIP LOCKED LIMIT batch)``
-   until nothing is due (claims and marks, creates nothing); then every row is reset to pending.
-3. The real dispatcher (``scheduling.services.due_replies_dispatch``, one run with a time
-   budget of ``--seconds``) delivers from the same 100k rows: a chat message per row through
-   ``chat.services.companion_message_create``, the row marked sent, the ``message.created``
-   push to Redis after each commit. Its rate is what it delivered over the time it took.
+2. For ``--rounds`` rounds, each round both loops over the same rows, in alternating order
+   (bare first, then dispatcher first) so that a drift of the machine falls on both; every
+   row (and no message) is reset to pending before each loop:
 
-Both run in this one process, one claimer at a time. Prints replies/s for each and the ratio.
+   * the bare loop: ``UPDATE ... WHERE id IN (SELECT id ... FOR UPDATE SKIP LOCKED LIMIT batch)``
+     until nothing is due (claims and marks, creates nothing);
+   * the real dispatcher (``scheduling.services.due_replies_dispatch``, one run with a time
+     budget of ``--seconds``): a chat message per row, the row marked sent, the batch's
+     ``message.created`` pushes to Redis after each commit. Its rate is what it delivered over
+     the time it took.
 
-    .venv/bin/python bench/dispatcher_throughput.py [--rows 100000] [--batch 200] [--seconds 60]
+Both run in this one process, one claimer at a time. Prints each round's rates, then one JSON
+line: the median rates, the median of the rounds' own dispatcher/bare ratios (the figure: least
+exposed to drift) and every round's figures. ``BENCH_PROFILE=path`` writes a cProfile of the
+last round's dispatcher run.
+
+    .venv/bin/python bench/dispatcher_throughput.py [--rows 100000] [--batch 200] [--seconds 60] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import time
 
 from _reply_loop import bench_environment, make_conversations, make_pending_replies
@@ -49,11 +58,47 @@ def reset_to_pending() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM chat_message WHERE role = 'companion'")
         cursor.execute(
             "UPDATE scheduling_scheduledreply SET state = 'pending', sent_at = NULL, message_id = NULL"
         )
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE scheduling_scheduledreply")
+        cursor.execute("VACUUM ANALYZE chat_message")
+
+
+def timed_bare(rows: int, batch: int) -> float:
+    """Rows per second of the bare claim loop over every due row."""
+    reset_to_pending()
+    started = time.perf_counter()
+    claimed = bare_claim_loop(batch)
+    seconds = time.perf_counter() - started
+    assert claimed == rows, claimed
+    return claimed / seconds
+
+
+def timed_dispatcher(rows: int, batch: int, budget: float, profile: str | None) -> float:
+    """Replies per second of one dispatcher run (what it delivered over the time it took)."""
+    from chat.models import Message
+    from scheduling.models import ScheduledReply
+    from scheduling.services import due_replies_dispatch
+
+    reset_to_pending()
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    started = time.perf_counter()
+    report = due_replies_dispatch(batch_size=batch, time_budget_seconds=budget)
+    seconds = time.perf_counter() - started
+    if profiler is not None and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    assert ScheduledReply.objects.filter(state="sent").count() == report.delivered
+    assert Message.objects.filter(role="companion").count() == report.delivered
+    return report.delivered / seconds
 
 
 def main() -> None:
@@ -61,50 +106,48 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60.0, help="the dispatcher run's time budget")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    rounds: list[dict[str, float]] = []
     with bench_environment("dispatcher_throughput"):
         from django.db import connection
         from django.utils import timezone
 
-        from chat.models import Message
-        from scheduling.models import ScheduledReply
-        from scheduling.services import due_replies_dispatch
-
         print(f"creating {args.rows} due pending replies ...", flush=True)
         conversation_ids = make_conversations(args.rows)
-        due = timezone.now()
-        make_pending_replies(conversation_ids, [due] * args.rows)
+        make_pending_replies(conversation_ids, [timezone.now()] * args.rows)
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
-
-        started = time.perf_counter()
-        bare = bare_claim_loop(args.batch)
-        bare_seconds = time.perf_counter() - started
-        assert bare == args.rows, bare
-        reset_to_pending()
-
-        started = time.perf_counter()
-        if os.environ.get("BENCH_PROFILE"):
-            import cProfile
-
-            profiler = cProfile.Profile()
-            profiler.enable()
-        report = due_replies_dispatch(batch_size=args.batch, time_budget_seconds=args.seconds)
-        if os.environ.get("BENCH_PROFILE"):
-            profiler.disable()
-            profiler.dump_stats(os.environ["BENCH_PROFILE"])
-        dispatcher_seconds = time.perf_counter() - started
-        assert ScheduledReply.objects.filter(state="sent").count() == report.delivered
-        assert Message.objects.filter(role="companion").count() == report.delivered
-
-    bare_rate = bare / bare_seconds
-    dispatcher_rate = report.delivered / dispatcher_seconds
-    print(f"bare FOR UPDATE SKIP LOCKED claim loop: {bare} rows in {bare_seconds:.1f}s = {bare_rate:,.0f}/s")
+        for number in range(args.rounds):
+            profile = os.environ.get("BENCH_PROFILE") if number == args.rounds - 1 else None
+            figures: dict[str, float] = {}
+            for loop in ("bare", "dispatcher") if number % 2 == 0 else ("dispatcher", "bare"):
+                if loop == "bare":
+                    figures["bare_rows_per_s"] = timed_bare(args.rows, args.batch)
+                else:
+                    figures["replies_per_s"] = timed_dispatcher(args.rows, args.batch, args.seconds, profile)
+            figures["ratio"] = figures["replies_per_s"] / figures["bare_rows_per_s"]
+            rounds.append(figures)
+            print(
+                f"round {number + 1}: bare claim loop {figures['bare_rows_per_s']:,.0f} rows/s, dispatcher"
+                f" (message + sent + push) {figures['replies_per_s']:,.0f} replies/s,"
+                f" ratio {figures['ratio']:.3f}",
+                flush=True,
+            )
     print(
-        f"reply dispatcher (message + sent + push): {report.delivered} replies in {dispatcher_seconds:.1f}s"
-        f" = {dispatcher_rate:,.0f} replies/s"
+        json.dumps(
+            {
+                "bench": "dispatcher_throughput",
+                "rows": args.rows,
+                "batch": args.batch,
+                "rounds": args.rounds,
+                "replies_per_s": round(statistics.median(r["replies_per_s"] for r in rounds), 1),
+                "bare_rows_per_s": round(statistics.median(r["bare_rows_per_s"] for r in rounds), 1),
+                "ratio": round(statistics.median(r["ratio"] for r in rounds), 4),
+                "per_round": [{key: round(value, 4) for key, value in r.items()} for r in rounds],
+            }
+        )
     )
-    print(f"ratio dispatcher / bare: {dispatcher_rate / bare_rate:.3f}")
 
 
 if __name__ == "__main__":

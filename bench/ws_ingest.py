@@ -38,6 +38,9 @@ sys.path.insert(0, str(REPO_ROOT))
 WARMUP_MESSAGES = 2
 CONNECT_TIMEOUT_SECONDS = 60.0
 REPLY_TIMEOUT_SECONDS = 30.0
+# The ASGI servers the stack can run under; the first is the one `make run` and docker-compose use.
+SERVERS = ("uvicorn", "daphne")
+ASGI_APPLICATION = "companion.asgi:application"
 
 
 @dataclass
@@ -46,6 +49,9 @@ class Result:
     messages: int
     seconds: float
     latencies_ms: list[float]
+    # The serving process's CPU (user + system) per frame, connecting and warm-up included: what
+    # the machine's load does not change much, unlike the rates.
+    server_cpu_ms_per_message: float = float("nan")
 
     @property
     def rate(self) -> float:
@@ -58,8 +64,26 @@ class Result:
     def line(self) -> str:
         return (
             f"{self.name:<7} {self.messages:>6} msgs  {self.rate:>8.1f} msg/s  "
-            f"p50 {statistics.median(self.latencies_ms):>7.2f} ms  p99 {self.percentile(0.99):>7.2f} ms"
+            f"p50 {statistics.median(self.latencies_ms):>7.2f} ms  p99 {self.percentile(0.99):>7.2f} ms  "
+            f"server CPU {self.server_cpu_ms_per_message:.2f} ms/msg"
         )
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_load(
+    name: str, urls: list[str], messages: int, servers: list[subprocess.Popen[bytes]]
+) -> Result:
+    """:func:`run_load` against ``servers``, with their processes' CPU (summed) per frame."""
+    cpu_before = sum(process_cpu_seconds(server.pid) for server in servers)
+    result = asyncio.run(run_load(name, urls, messages))
+    cpu = sum(process_cpu_seconds(server.pid) for server in servers) - cpu_before
+    result.server_cpu_ms_per_message = cpu * 1000 / (len(urls) * (messages + WARMUP_MESSAGES))
+    return result
 
 
 # --- the load -----------------------------------------------------------------------------------
@@ -245,6 +269,19 @@ def main() -> None:
         help="DATABASE_CONN_MAX_AGE for daphne (0 = what `make run` uses)",
     )
     parser.add_argument(
+        "--server",
+        action="append",
+        choices=SERVERS,
+        help=f"ASGI server(s) of the stack, each measured in turn (default {SERVERS[0]}; repeat to compare)",
+    )
+    parser.add_argument(
+        "--web-processes",
+        action="append",
+        type=int,
+        metavar="N",
+        help="web processes of the stack, clients dealt round-robin (default 1; repeat to compare)",
+    )
+    parser.add_argument(
         "--metrics-cost",
         type=int,
         default=0,
@@ -268,7 +305,11 @@ def main() -> None:
     if options.metrics_cost:
         metrics_cost(env, pairs, options.messages, options.metrics_cost)
         return
-    results: dict[str, Result] = {"stack": run_stack(env, pairs, options.messages)}
+    results: dict[str, Result] = {}
+    for server in options.server or [SERVERS[0]]:
+        for processes in options.web_processes or [1]:
+            result = run_stack(env, pairs, options.messages, server, processes)
+            results[result.name] = result
     for kind in ("echo", "insert"):
         port = free_port()
         server = start(
@@ -278,27 +319,74 @@ def main() -> None:
         try:
             wait_for_port(port, server, f"{kind} baseline")
             urls = [f"ws://127.0.0.1:{port}/"] * options.clients
-            results[kind] = asyncio.run(run_load(kind, urls, options.messages))
+            results[kind] = measured_load(kind, urls, options.messages, [server])
         finally:
             stop(server)
     for result in results.values():
         print(result.line())
-    print(f"ratio stack/echo   {results['stack'].rate / results['echo'].rate:.2f}x")
-    print(f"ratio stack/insert {results['stack'].rate / results['insert'].rate:.2f}x  (target >= 0.5x)")
+    stacks = [name for name in results if name.startswith("stack")]
+    for name in stacks:
+        print(f"ratio {name}/echo   {results[name].rate / results['echo'].rate:.2f}x")
+        print(f"ratio {name}/insert {results[name].rate / results['insert'].rate:.2f}x  (target >= 0.5x)")
+    figures: dict[str, Any] = {
+        "bench": "ws_ingest",
+        "clients": options.clients,
+        "messages": options.messages,
+        "servers": options.server or [SERVERS[0]],
+        "web_processes": options.web_processes or [1],
+    }
+    for name, result in results.items():
+        figures[name.replace(":", "_")] = {
+            "msgs_per_s": round(result.rate, 1),
+            "p50_ms": round(statistics.median(result.latencies_ms), 2),
+            "p99_ms": round(result.percentile(0.99), 2),
+            "server_cpu_ms_per_msg": round(result.server_cpu_ms_per_message, 3),
+        }
+    for name in stacks:
+        key = name.replace(":", "_")
+        figures[f"ratio_{key}_echo"] = round(results[name].rate / results["echo"].rate, 4)
+        figures[f"ratio_{key}_insert"] = round(results[name].rate / results["insert"].rate, 4)
+        figures[f"cpu_ratio_insert_{key}"] = round(
+            results["insert"].server_cpu_ms_per_message / results[name].server_cpu_ms_per_message, 4
+        )
+    print(json.dumps(figures))
 
 
-def run_stack(env: dict[str, str], pairs: list[tuple[int, str]], messages: int) -> Result:
-    port = free_port()
-    daphne = start(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "companion.asgi:application"],
-        env,
-    )
+def server_command(server: str, port: int) -> list[str]:
+    """The command line of an ASGI server serving ``companion.asgi`` on loopback ``port``."""
+    if server == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI_APPLICATION]
+    from companion.stack import web_command  # uvicorn exactly as `make run` starts it
+
+    return web_command("127.0.0.1", str(port), "--no-access-log", "--log-level", "warning")
+
+
+def run_stack(
+    env: dict[str, str],
+    pairs: list[tuple[int, str]],
+    messages: int,
+    server: str = SERVERS[0],
+    processes: int = 1,
+) -> Result:
+    """The stack under ``processes`` web processes on their own ports, the clients dealt round-robin.
+
+    Every process has its own connection pool and joins the same PostgreSQL and Redis; a socket's
+    push reaches the others through the channel layer, as with several machines.
+    """
+    ports = [free_port() for _ in range(processes)]
+    children = [start(server_command(server, port), env) for port in ports]
     try:
-        wait_for_port(port, daphne, "daphne")
-        urls = [f"ws://127.0.0.1:{port}/ws/conversations/{cid}/?token={key}" for cid, key in pairs]
-        return asyncio.run(run_load("stack", urls, messages))
+        for port, child in zip(ports, children, strict=True):
+            wait_for_port(port, child, server)
+        urls = [
+            f"ws://127.0.0.1:{ports[n % processes]}/ws/conversations/{cid}/?token={key}"
+            for n, (cid, key) in enumerate(pairs)
+        ]
+        name = f"stack:{server}" if processes == 1 else f"stack:{server}x{processes}"
+        return measured_load(name, urls, messages, children)
     finally:
-        stop(daphne)
+        for child in children:
+            stop(child)
 
 
 def metrics_cost(env: dict[str, str], pairs: list[tuple[int, str]], messages: int, rounds: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -141,20 +142,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _message_send(self, event: dict[str, Any]) -> None:
         client_id = event.get("client_id")
-        # The person's REST budget (chat.throttles), shared in Redis: a socket is no way around it.
-        wait = await _db(person_budget_spend)(self.scope["user"])
-        if wait is not None:
-            retry_after = max(1, math.ceil(wait))
-            await self._error(
-                "rate_limited",
-                f"Too many requests; nothing was stored. Try again in {retry_after} s.",
-                client_id=client_id,
-                retry_after=retry_after,
-            )
-            return
         committed: list[Message] = []
         try:
-            message, created = await _db(services.message_post)(
+            # One trip to a database thread for the budget and the post together.
+            outcome = await _db(_budget_then_post)(
                 conversation=self.conversation,
                 author=self.scope["user"],
                 text=event.get("text"),
@@ -164,6 +155,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         except ChatInputInvalid as exc:
             await self._error(exc.code, exc.detail, client_id=client_id)
             return
+        if isinstance(outcome, float):
+            retry_after = max(1, math.ceil(outcome))
+            await self._error(
+                "rate_limited",
+                f"Too many requests; nothing was stored. Try again in {retry_after} s.",
+                client_id=client_id,
+                retry_after=retry_after,
+            )
+            return
+        message, created = outcome
         if not created:
             # A retry: the group heard this message the first time; only the retrying socket
             # needs its confirmation again.
@@ -224,6 +225,22 @@ def _query_parameter(scope: dict[str, Any], name: str) -> str | None:
 
     values = parse_qs(scope.get("query_string", b"").decode("latin1")).get(name)
     return values[0] if values else None
+
+
+def _budget_then_post(
+    *, conversation: Conversation, author: Any, text: Any, client_id: Any, push: Callable[[Message], None]
+) -> float | tuple[Message, bool]:
+    """Spend the person's budget, then post: seconds to wait when over budget (nothing stored).
+
+    The person's REST budget (chat.throttles), shared in Redis: a socket is no way around it.
+    Otherwise ``message_post``'s ``(message, created)``; its ``ChatInputInvalid`` propagates.
+    """
+    wait = person_budget_spend(author)
+    if wait is not None:
+        return float(wait)
+    return services.message_post(
+        conversation=conversation, author=author, text=text, client_id=client_id, push=push
+    )
 
 
 def _replay_batch(*, conversation: Conversation, after: int) -> list[dict[str, Any]]:

@@ -14,6 +14,11 @@ with ``?after=<last id>`` (REST or the socket's replay).
 
 Every push is a group message ``{"type": "chat.event", "event": <client event>}``; the
 consumer forwards ``event`` unchanged, so the event shapes are defined only here.
+
+A batch of pushes (a delivery batch's ``message.created`` events, a wake-up's ``typing``) goes
+out as one Redis pipeline of ``PUBLISH`` commands per shard, in order: one round trip for the
+batch instead of one per message, and Redis delivers each group's messages in the order they
+were published.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
-from chat.serializers import message_payload
+from chat.serializers import message_payload, message_payload_of
 
 if TYPE_CHECKING:
     from chat.models import Message
@@ -46,6 +52,21 @@ def conversation_group(conversation_id: int) -> str:
 
 def message_created_event(message: Message) -> dict[str, Any]:
     return {"type": "message.created", "message": message_payload(message)}
+
+
+def message_created_event_of(
+    *, message_id: int, conversation_id: int, role: str, text: str, created_at: str, client_id: str
+) -> dict[str, Any]:
+    """:func:`message_created_event` from the message's values (``created_at`` rendered once per batch)."""
+    payload = message_payload_of(
+        message_id=message_id,
+        conversation_id=conversation_id,
+        role=role,
+        text=text,
+        created_at=created_at,
+        client_id=client_id,
+    )
+    return {"type": "message.created", "message": payload}
 
 
 def typing_event(*, role: str, is_typing: bool) -> dict[str, Any]:
@@ -121,16 +142,6 @@ def broadcast_message(message: Message) -> None:
     _push(message.conversation_id, message_created_event(message))
 
 
-def broadcast_messages(messages: Sequence[Message]) -> None:
-    """:func:`broadcast_message` for each message, in order, in one hand-off to the push loop.
-
-    For a delivery batch: one failed push is logged and the rest still go out (a push is a
-    notification). The whole batch gets one :data:`PUSH_TIMEOUT_SECONDS`, so a dead Redis
-    holds the caller that long, not that long per message.
-    """
-    _push_each([(message.conversation_id, message_created_event(message)) for message in messages])
-
-
 async def abroadcast_message(message: Message) -> None:
     """:func:`broadcast_message` for code on an event loop; errors are logged, never raised.
 
@@ -149,10 +160,20 @@ def broadcast_typing_each(*, conversation_ids: Sequence[int], role: str, is_typi
     """:func:`broadcast_typing` to several conversations in one hand-off to the push loop.
 
     For scheduling's wake-ups, which start typing for every reply whose time came at once: one
-    failed push is logged and the rest still go out, under one :data:`PUSH_TIMEOUT_SECONDS`.
+    pipeline per Redis shard, whose failure is logged, never raised, under one
+    :data:`PUSH_TIMEOUT_SECONDS`.
     """
     event = typing_event(role=role, is_typing=is_typing)
     _push_each([(conversation_id, event) for conversation_id in conversation_ids])
+
+
+def broadcast_events(pushes: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """``(conversation_id, event)`` pushes, in order, in one hand-off and one pipeline per Redis shard.
+
+    For batches built without model instances (scheduling's delivery): a failed pipeline is
+    logged, never raised (a push is a notification), under one :data:`PUSH_TIMEOUT_SECONDS`.
+    """
+    _push_each(pushes)
 
 
 def _push_each(pushes: Sequence[tuple[int, dict[str, Any]]]) -> None:
@@ -162,8 +183,50 @@ def _push_each(pushes: Sequence[tuple[int, dict[str, Any]]]) -> None:
 
 
 async def _apush_each(pushes: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    channel_layer = get_channel_layer()
+    if channel_layer is None:
+        return
+    if not isinstance(channel_layer, RedisPubSubChannelLayer):
+        for conversation_id, event in pushes:  # another layer: one group_send each, in order
+            await _apush_logged(conversation_id, event)
+        return
+    await _apublish_pipelined(channel_layer, pushes)
+
+
+# What _apublish_pipelined uses of a channels_redis 4.3 shard connection.
+_SHARD_INTERNALS = ("_lock", "_ensure_redis", "_redis")
+
+
+async def _apublish_pipelined(
+    channel_layer: RedisPubSubChannelLayer, pushes: Sequence[tuple[int, dict[str, Any]]]
+) -> None:
+    """What ``group_send`` does for each push, as one pipeline of ``PUBLISH`` per shard.
+
+    channels_redis 4.3's pub/sub layer: its per-loop layer names each group's Redis channel and
+    picks its shard, and a shard holds one connection (guarded by its lock) that it opens on
+    first use. ``group_send`` is exactly ``shard.publish(group channel, serialize(message))``;
+    here the same commands share one round trip. A failed pipeline is logged, not raised.
+    """
+    loop_layer = channel_layer._get_layer()
+    by_shard: dict[Any, list[tuple[str, bytes]]] = {}
     for conversation_id, event in pushes:
-        await _apush_logged(conversation_id, event)
+        channel = loop_layer._get_group_channel_name(conversation_group(conversation_id))
+        data = channel_layer.serialize({"type": "chat.event", "event": event})
+        by_shard.setdefault(loop_layer._get_shard(channel), []).append((channel, data))
+    if not all(hasattr(shard, name) for shard in by_shard for name in _SHARD_INTERNALS):
+        for conversation_id, event in pushes:  # another channels_redis: its own group_send, in order
+            await _apush_logged(conversation_id, event)
+        return
+    for shard, publishes in by_shard.items():
+        try:
+            async with shard._lock:
+                shard._ensure_redis()
+                pipeline = shard._redis.pipeline(transaction=False)
+                for channel, data in publishes:
+                    pipeline.publish(channel, data)
+                await pipeline.execute()
+        except Exception:
+            logger.exception("Broadcasting a batch of %s events failed", len(publishes))
 
 
 async def _apush_logged(conversation_id: int, event: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rest_framework import serializers
@@ -28,13 +29,32 @@ def message_payload(message: Message) -> dict[str, Any]:
     Equal to ``MessageSerializer(message).data``, built by hand: every socket push serializes
     one message, and a ModelSerializer builds its fields anew for each instance.
     """
+    return message_payload_of(
+        message_id=message.pk,
+        conversation_id=message.conversation_id,
+        role=str(message.role),
+        text=message.text,
+        created_at=render_created_at(message.created_at),
+        client_id=message.client_id,
+    )
+
+
+def render_created_at(created_at: datetime) -> str:
+    """``created_at`` as MessageSerializer renders it (ISO 8601 UTC, "Z")."""
+    return str(_created_at_field.to_representation(created_at))
+
+
+def message_payload_of(
+    *, message_id: int, conversation_id: int, role: str, text: str, created_at: str, client_id: str
+) -> dict[str, Any]:
+    """:func:`message_payload` from a message's values (``created_at`` rendered), without an instance."""
     return {
-        "id": message.pk,
-        "conversation": message.conversation_id,
-        "role": str(message.role),
-        "text": message.text,
-        "created_at": _created_at_field.to_representation(message.created_at),
-        "client_id": message.client_id,
+        "id": message_id,
+        "conversation": conversation_id,
+        "role": role,
+        "text": text,
+        "created_at": created_at,
+        "client_id": client_id,
     }
 
 

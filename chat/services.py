@@ -12,6 +12,7 @@ entirely after it (and sees that its trigger is no longer the latest person mess
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -28,6 +29,7 @@ from rest_framework.authtoken.models import Token
 
 from chat import hooks, metrics, realtime
 from chat.models import Companion, Conversation, Message, validate_time_zone
+from chat.serializers import render_created_at
 from chat.text_rules import ChatInputInvalid, validate_client_id, validate_message_text
 
 
@@ -160,37 +162,86 @@ class CompanionDelivery:
     text: str
 
 
-def companion_messages_create(*, deliveries: Sequence[CompanionDelivery]) -> list[Message]:
-    """Store several companion messages with one INSERT; broadcast them once the caller commits.
+# One statement for the whole batch, however many rows: the rows travel as one JSON parameter
+# (built by json.dumps in C; Django's bulk_create builds and adapts every field of every row, and
+# psycopg's client-side quoting of text arrays cost as much as the statement). Every message of
+# a batch shares one created_at; their ids keep the order. Nothing is inserted when any of the
+# batch's replies already has a message (NOT EXISTS), and ON CONFLICT skips one a concurrent
+# writer stores meanwhile, so the statement never fails on the unique reference: no savepoint
+# (two round trips) is needed to keep the caller's transaction usable. RETURNING names each
+# row's reply. It begins as Django's own INSERTs do (``INSERT INTO "chat_message"``), for
+# whoever reads pg_stat_activity. (Chat's texts hold no NUL, which JSON text could not carry.)
+_COMPANION_MESSAGES_INSERT_SQL = """
+INSERT INTO "chat_message" (conversation_id, role, text, created_at, client_id, scheduled_reply_id)
+SELECT (batch.row->>0)::bigint, %s, batch.row->>1, %s, '', (batch.row->>2)::bigint
+FROM json_array_elements(%s::json) WITH ORDINALITY AS batch(row, position)
+WHERE NOT EXISTS (SELECT 1 FROM "chat_message" WHERE scheduled_reply_id = ANY(%s::bigint[]))
+ORDER BY batch.position
+ON CONFLICT (scheduled_reply_id) DO NOTHING
+RETURNING id, scheduled_reply_id
+""".strip()
 
-    The batch form of :func:`companion_message_create`, for scheduling's dispatcher: the caller's
+
+def companion_messages_store(*, deliveries: Sequence[CompanionDelivery]) -> dict[int, int]:
+    """Store several companion messages with one INSERT; return ``{scheduled_reply_id: message_id}``.
+
+    The batch form of :func:`companion_message_create`, for scheduling's delivery: the caller's
     transaction holds the locks. Every text goes through ``validate_message_text`` (raises
     ``MessageTextInvalid``; nothing is stored then). If any ``scheduled_reply_id`` already has a
     message, ``DuplicateScheduledReply`` is raised, nothing of the batch is stored, and the
-    caller's transaction stays usable (the insert ran in a savepoint).
+    caller's transaction stays usable. Once the caller commits, ``message.created`` is pushed for
+    every message, in order, in one Redis pipeline.
     """
-    rows = [
-        Message(
-            conversation_id=delivery.conversation_id,
-            role=Message.Role.COMPANION,
-            text=validate_message_text(delivery.text),
-            scheduled_reply_id=delivery.scheduled_reply_id,
+    texts = [validate_message_text(delivery.text) for delivery in deliveries]
+    if not deliveries:
+        return {}
+    created_at = timezone.now()
+    rows = json.dumps(
+        [
+            [delivery.conversation_id, text, delivery.scheduled_reply_id]
+            for delivery, text in zip(deliveries, texts, strict=True)
+        ],
+        ensure_ascii=False,
+    )
+    reply_ids = "{" + ",".join(str(delivery.scheduled_reply_id) for delivery in deliveries) + "}"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _COMPANION_MESSAGES_INSERT_SQL, [Message.Role.COMPANION.value, created_at, rows, reply_ids]
         )
-        for delivery in deliveries
+        stored: dict[int, int] = {reply_id: message_id for message_id, reply_id in cursor.fetchall()}
+        if len(stored) != len(deliveries):
+            # Some reply had its message already (or came twice): keep none of this batch.
+            cursor.execute("DELETE FROM chat_message WHERE id = ANY(%s)", [list(stored.values())])
+            raise DuplicateScheduledReply(
+                "A message already exists for one of scheduled replies "
+                f"{sorted(delivery.scheduled_reply_id for delivery in deliveries)}."
+            )
+    metrics.messages_posted(role=Message.Role.COMPANION, count=len(stored))
+    created = render_created_at(created_at)
+    events = [
+        (
+            delivery.conversation_id,
+            realtime.message_created_event_of(
+                message_id=stored[delivery.scheduled_reply_id],
+                conversation_id=delivery.conversation_id,
+                role=Message.Role.COMPANION.value,
+                text=text,
+                created_at=created,
+                client_id="",
+            ),
+        )
+        for delivery, text in zip(deliveries, texts, strict=True)
     ]
-    if not rows:
+    transaction.on_commit(partial(realtime.broadcast_events, events), robust=True)
+    return stored
+
+
+def companion_messages_create(*, deliveries: Sequence[CompanionDelivery]) -> list[Message]:
+    """:func:`companion_messages_store`, returning the stored messages (in the order given)."""
+    stored = companion_messages_store(deliveries=deliveries)
+    if not stored:
         return []
-    try:
-        with transaction.atomic():
-            messages = Message.objects.bulk_create(rows)
-    except IntegrityError as exc:
-        raise DuplicateScheduledReply(
-            "A message already exists for one of scheduled replies "
-            f"{sorted(delivery.scheduled_reply_id for delivery in deliveries)}."
-        ) from exc
-    metrics.messages_posted(role=Message.Role.COMPANION, count=len(messages))
-    transaction.on_commit(partial(realtime.broadcast_messages, messages), robust=True)
-    return messages
+    return list(Message.objects.filter(pk__in=stored.values()).order_by("id"))
 
 
 _READ_FIELDS = {

@@ -7,12 +7,15 @@ violation reads the same everywhere: a ``MessageTextInvalid`` whose ``code`` bec
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from django.conf import settings
 
-# Newlines and tabs are part of ordinary chat text; every other C0/C1 control character is not.
-_ALLOWED_CONTROL_CHARACTERS = frozenset("\n\t")
+# Newlines and tabs are part of ordinary chat text; every other C0/C1 control character (Unicode
+# category Cc, a fixed set: U+0000..U+001F and U+007F..U+009F) is not, nor a lone surrogate (Cs).
+# One regex search instead of a category lookup per character: every message passes here.
+_REFUSED_CHARACTER = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 CLIENT_ID_MAX_LENGTH = 64
 
 
@@ -50,14 +53,12 @@ def validate_message_text(text: str) -> str:
         raise MessageTextInvalid(
             "text_too_long", f"The message has {len(normalized)} characters; the limit is {max_length}."
         )
-    for position, character in enumerate(normalized):
-        category = unicodedata.category(character)
-        if (category == "Cc" and character not in _ALLOWED_CONTROL_CHARACTERS) or category == "Cs":
-            raise MessageTextInvalid(
-                "text_control_character",
-                f"The message contains the control character U+{ord(character):04X} "
-                f"at position {position}; only newlines and tabs are allowed.",
-            )
+    if refused := _REFUSED_CHARACTER.search(normalized):
+        raise MessageTextInvalid(
+            "text_control_character",
+            f"The message contains the control character U+{ord(refused.group()):04X} "
+            f"at position {refused.start()}; only newlines and tabs are allowed.",
+        )
     return normalized
 
 

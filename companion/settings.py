@@ -169,7 +169,7 @@ REDIS_CHANNELS_URL = env("REDIS_CHANNELS_URL", default="") or REDIS_URL
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "companion.redis_cache.RedisCache",  # one redis.Redis per pool (see there)
         "LOCATION": REDIS_CACHE_URL,
         "KEY_PREFIX": "companion",
     }

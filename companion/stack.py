@@ -7,8 +7,8 @@ Steps, in order:
 2. migrate, seed the demo person, companion and labeling staff, import the demo chat logs and
    mine them (so the labeling queue has work), register the reply dispatcher's beat schedule,
    and build the default generator model when none is there yet (progress shown);
-3. start daphne, two Celery workers (``plan``; ``delivery,celery``) and beat as children,
-   prefixing their output with their name.
+3. start web (uvicorn, :func:`web_command`), two Celery workers (``plan``; ``delivery,celery``)
+   and beat as children, prefixing their output with their name.
 
 Ctrl-C (or SIGTERM) stops every child, then the embedded servers; if one child dies, the
 others are stopped too and the exit status is non-zero. A second run reuses ``var/``.
@@ -62,6 +62,27 @@ def celery_command(program: str, *options: str, loglevel: str = "INFO") -> list[
         "companion.celery",
         program,
         f"--loglevel={loglevel}",
+        *options,
+    ]
+
+
+def web_command(host: str, port: str, *options: str) -> list[str]:
+    """The web process: uvicorn serving ``companion.asgi`` with this interpreter.
+
+    uvicorn[standard]'s fast paths: uvloop's event loop, httptools' HTTP parser and websockets'
+    sans-I/O protocol (measured against daphne on the same app and load: README, "Benchmark").
+    ``--no-proxy-headers``: ``chat.client_address`` alone decides which ``X-Forwarded-For`` to
+    believe (``TRUSTED_PROXIES``); uvicorn would otherwise rewrite the peer address itself. No
+    lifespan protocol: the app has no startup or shutdown to run.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "companion.asgi:application",
+        *("--host", host, "--port", port),
+        *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio"),
+        *("--no-proxy-headers", "--lifespan", "off"),
         *options,
     ]
 
@@ -136,11 +157,10 @@ def main() -> int:
     _prepare_database()
     host = os.environ.get("COMPANION_HOST", "127.0.0.1")
     port = os.environ.get("COMPANION_PORT", "8000")
-    python = sys.executable
     children = [
         _start(
             "web",
-            [python, "-m", "daphne", "-b", host, "-p", port, "companion.asgi:application"],
+            web_command(host, port),
             extra_env={"DATABASE_POOL": os.environ.get("DATABASE_POOL", "1")},
         ),
         *(_start(name, command) for name, command in worker_commands()),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import partial
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from chat import realtime
@@ -13,6 +13,16 @@ from chat.models import Message
 from scheduling.models import ScheduledReply
 
 State = ScheduledReply.State
+
+# What ``select_for_update().filter(...).values_list("id", "typing_started_at")`` sends (in the
+# model's order, newest first), written once: this runs inside every person message's
+# transaction, and building the query was most of its CPU.
+_LOCK_PENDING_SQL = f"""
+SELECT id, typing_started_at FROM {ScheduledReply._meta.db_table}
+WHERE conversation_id = %s AND state = %s
+ORDER BY id DESC
+FOR UPDATE
+"""
 
 
 def replies_cancel_pending(
@@ -26,11 +36,9 @@ def replies_cancel_pending(
     for a wake-up that is starting the typing indicator, so typing it shows is always taken back.
     """
     now = now or timezone.now()
-    locked = list(
-        ScheduledReply.objects.select_for_update()
-        .filter(conversation_id=conversation_id, state=State.PENDING)
-        .values_list("id", "typing_started_at")
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_PENDING_SQL, [conversation_id, State.PENDING.value])
+        locked: list[tuple[int, datetime | None]] = cursor.fetchall()
     if not locked:
         return 0
     cancelled = ScheduledReply.objects.filter(id__in=[reply_id for reply_id, _ in locked]).update(

@@ -3,6 +3,10 @@
 Every claim is one statement over the reply and its conversation, and every batch is one
 transaction: chat's messages and the ``sent`` marks commit together or not at all, and a
 duplicate wake-up finds nothing left to claim.
+
+A batch costs the database the claim, chat's one multi-row INSERT (in a savepoint) and one
+UPDATE, each statement with a handful of parameters however many rows it carries; no model
+instance is built on the way (the claim reads four columns into tuples).
 """
 
 from __future__ import annotations
@@ -11,18 +15,17 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import NamedTuple
 
-from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db import connection, transaction
 from django.utils import timezone
 
-from chat.models import Message
+from chat.models import Conversation, Message
 from chat.services import (
     CompanionDelivery,
     DuplicateScheduledReply,
     companion_message_create,
-    companion_messages_create,
+    companion_messages_store,
 )
 from chat.text_rules import ChatInputInvalid, validate_message_text
 from scheduling import conf, metrics
@@ -32,18 +35,55 @@ from scheduling.services.errors import DeliveryConflict
 logger = logging.getLogger(__name__)
 State = ScheduledReply.State
 
+_REPLIES = ScheduledReply._meta.db_table
+_CONVERSATIONS = Conversation._meta.db_table
 
-def _claimable() -> Any:
-    # Delivery reads only these columns; the rest (the plan's JSON records, the conversation's
-    # fields) would be fetched and parsed for every claimed row for nothing.
-    return (
-        ScheduledReply.objects.select_for_update(skip_locked=True, of=("self", "conversation"))
-        .select_related("conversation")
-        .only("id", "conversation_id", "text", "due_at", "conversation__id")
-    )
+# The reply and its conversation locked in one statement, skipping both when either is taken
+# (the lock order of scheduling.services); only the columns delivery reads.
+_CLAIM_SQL = f"""
+SELECT reply.id, reply.conversation_id, reply.text, reply.due_at
+FROM {_REPLIES} AS reply JOIN {_CONVERSATIONS} AS conversation ON conversation.id = reply.conversation_id
+WHERE reply.state = %s AND reply.due_at <= %s {{only_one}}
+ORDER BY reply.due_at
+LIMIT %s
+FOR UPDATE OF reply, conversation SKIP LOCKED
+"""
+_CLAIM_DUE_SQL = _CLAIM_SQL.format(only_one="")
+_CLAIM_ONE_SQL = _CLAIM_SQL.format(only_one="AND reply.id = %s")
+
+# Conditional on pending: a row that stopped being pending is not counted (see DeliveryConflict).
+_MARK_SENT_SQL = f"""
+UPDATE {_REPLIES} AS reply SET state = %s, sent_at = %s, message_id = sent.message_id
+FROM unnest(%s::bigint[], %s::bigint[]) AS sent(reply_id, message_id)
+WHERE reply.id = sent.reply_id AND reply.state = %s
+"""
 
 
-def _deliver_locked(reply: ScheduledReply, *, now: datetime) -> bool:
+def _bigint_array(values: Iterable[int]) -> str:
+    """A PostgreSQL array literal of integers: one string parameter, not one quoted per element."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+class ClaimedReply(NamedTuple):
+    """The columns of a claimed reply that delivery reads."""
+
+    id: int
+    conversation_id: int
+    text: str
+    due_at: datetime
+
+
+def _claim(*, now: datetime, batch_size: int, reply_id: int | None = None) -> list[ClaimedReply]:
+    """Lock up to ``batch_size`` due pending replies (or only ``reply_id``) with their conversations."""
+    with connection.cursor() as cursor:
+        if reply_id is None:
+            cursor.execute(_CLAIM_DUE_SQL, [State.PENDING.value, now, batch_size])
+        else:
+            cursor.execute(_CLAIM_ONE_SQL, [State.PENDING.value, now, reply_id, batch_size])
+        return [ClaimedReply(*row) for row in cursor.fetchall()]
+
+
+def _deliver_locked(reply: ClaimedReply, *, now: datetime) -> bool:
     """Create the message and mark the row sent; the caller holds the reply and conversation locks.
 
     The one-row path, through chat's ``companion_message_create``: :func:`_deliver_claimed`
@@ -51,42 +91,44 @@ def _deliver_locked(reply: ScheduledReply, *, now: datetime) -> bool:
     """
     try:
         message = companion_message_create(
-            conversation=reply.conversation, text=reply.text, scheduled_reply_id=reply.pk
+            conversation=Conversation.objects.get(pk=reply.conversation_id),
+            text=reply.text,
+            scheduled_reply_id=reply.id,
         )
     except DuplicateScheduledReply:
         # Only reachable if a writer bypassed the state check: the message exists, so the reply is sent.
-        message_id = Message.objects.filter(scheduled_reply_id=reply.pk).values_list("id", flat=True).get()
-        ScheduledReply.objects.filter(pk=reply.pk).update(
+        message_id = Message.objects.filter(scheduled_reply_id=reply.id).values_list("id", flat=True).get()
+        ScheduledReply.objects.filter(pk=reply.id).update(
             state=State.SENT, sent_at=now, message_id=message_id
         )
         return False
     except ChatInputInvalid as exc:
         _mark_refused(reply, exc)
         return False
-    ScheduledReply.objects.filter(pk=reply.pk, state=State.PENDING).update(
+    ScheduledReply.objects.filter(pk=reply.id, state=State.PENDING).update(
         state=State.SENT, sent_at=now, message_id=message.pk
     )
     return True
 
 
-def _mark_refused(reply: ScheduledReply, exc: ChatInputInvalid) -> None:
-    ScheduledReply.objects.filter(pk=reply.pk).update(
+def _mark_refused(reply: ClaimedReply, exc: ChatInputInvalid) -> None:
+    ScheduledReply.objects.filter(pk=reply.id).update(
         state=State.FAILED, outcome_reason=f"chat refused the text: {exc}"
     )
 
 
-def _deliver_claimed(replies: list[ScheduledReply], *, now: datetime) -> set[int]:
-    """Deliver claimed rows in four statements however many there are; return the ids this call sent.
+def _deliver_claimed(replies: list[ClaimedReply], *, now: datetime) -> set[int]:
+    """Deliver claimed rows in three statements however many there are; return the ids this call sent.
 
     The caller's transaction holds every row's reply and conversation locks (one claim
     statement). Each text goes through chat's ``validate_message_text`` first: a refused one
-    marks its row ``failed`` and the others still go out. Then chat's ``companion_messages_create``
+    marks its row ``failed`` and the others still go out. Then chat's ``companion_messages_store``
     stores the messages with one INSERT in a savepoint (``scheduled_reply_id`` is unique: a
     message that already exists sends the batch through the one-row path, which records it) and
     pushes ``message.created`` after commit; one UPDATE, conditional on ``pending``, marks the
     rows sent with their message ids.
     """
-    deliverable: list[tuple[ScheduledReply, str]] = []
+    deliverable: list[tuple[ClaimedReply, str]] = []
     for reply in replies:
         try:
             deliverable.append((reply, validate_message_text(reply.text)))
@@ -95,30 +137,33 @@ def _deliver_claimed(replies: list[ScheduledReply], *, now: datetime) -> set[int
     if not deliverable:
         return set()
     try:
-        messages = companion_messages_create(
+        stored = companion_messages_store(
             deliveries=[
                 CompanionDelivery(
-                    conversation_id=reply.conversation_id, scheduled_reply_id=reply.pk, text=text
+                    conversation_id=reply.conversation_id, scheduled_reply_id=reply.id, text=text
                 )
                 for reply, text in deliverable
             ]
         )
     except DuplicateScheduledReply:
-        return {reply.pk for reply, _ in deliverable if _deliver_locked(reply, now=now)}
-    sent = ScheduledReply.objects.filter(
-        pk__in=[reply.pk for reply, _ in deliverable], state=State.PENDING
-    ).update(
-        state=State.SENT,
-        sent_at=now,
-        message_id=Subquery(Message.objects.filter(scheduled_reply_id=OuterRef("pk")).values("id")),
-    )
-    if sent != len(messages):
+        return {reply.id for reply, _ in deliverable if _deliver_locked(reply, now=now)}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _MARK_SENT_SQL,
+            [
+                State.SENT.value,
+                now,
+                _bigint_array(stored),
+                _bigint_array(stored.values()),
+                State.PENDING.value,
+            ],
+        )
+        sent = cursor.rowcount
+    if sent != len(stored):
         # Unreachable while every writer locks or checks the state: better no delivery than a
         # message for a row that is not sent.
-        raise DeliveryConflict(
-            f"{len(messages) - sent} of {len(messages)} claimed replies stopped being pending"
-        )
-    return {reply.pk for reply, _ in deliverable}
+        raise DeliveryConflict(f"{len(stored) - sent} of {len(stored)} claimed replies stopped being pending")
+    return set(stored)
 
 
 def deliver_due(*, now: datetime | None, batch_size: int, time_budget_seconds: float) -> set[int]:
@@ -134,9 +179,7 @@ def deliver_due(*, now: datetime | None, batch_size: int, time_budget_seconds: f
         current = now or timezone.now()
         batch_started = time.monotonic()
         with transaction.atomic():
-            batch = list(
-                _claimable().filter(state=State.PENDING, due_at__lte=current).order_by("due_at")[:batch_size]
-            )
+            batch = _claim(now=current, batch_size=batch_size)
             sent = _deliver_claimed(batch, now=current)
         _report_delivered(batch, sent=sent, now=current, seconds=time.monotonic() - batch_started)
         delivered |= sent
@@ -145,28 +188,24 @@ def deliver_due(*, now: datetime | None, batch_size: int, time_budget_seconds: f
 
 
 def _report_delivered(
-    replies: Iterable[ScheduledReply], *, sent: set[int], now: datetime, seconds: float
+    replies: Iterable[ClaimedReply], *, sent: set[int], now: datetime, seconds: float
 ) -> None:
     """Once the batch's transaction is left: the lag histogram and one log line per delivered reply."""
     if not sent:
         return
-    delivered = [
-        (reply, (now - reply.due_at).total_seconds())
-        for reply in replies
-        if reply.pk in sent and reply.due_at
-    ]
+    delivered = [(reply, (now - reply.due_at).total_seconds()) for reply in replies if reply.id in sent]
     metrics.replies_delivered(lag for _, lag in delivered)
     if not logger.isEnabledFor(logging.INFO):
         return
     for reply, lag in delivered:
         logger.info(
             "reply %s delivered %.3fs after its due time",
-            reply.pk,
+            reply.id,
             lag,
             extra={
                 "event": "reply_delivered",
                 "conversation_id": reply.conversation_id,
-                "reply_id": reply.pk,
+                "reply_id": reply.id,
                 "state": State.SENT,
                 "lag_seconds": round(lag, 4),
                 "batch_size": len(sent),
@@ -188,9 +227,9 @@ def reply_deliver(*, reply_id: int, now: datetime | None = None) -> bool:
     now = now or timezone.now()
     started = time.monotonic()
     with transaction.atomic():
-        reply = _claimable().filter(pk=reply_id, state=State.PENDING, due_at__lte=now).first()
-        if reply is None:
+        claimed = _claim(now=now, batch_size=1, reply_id=reply_id)
+        if not claimed:
             return False
-        sent = _deliver_claimed([reply], now=now)
-    _report_delivered([reply], sent=sent, now=now, seconds=time.monotonic() - started)
-    return reply.pk in sent
+        sent = _deliver_claimed(claimed, now=now)
+    _report_delivered(claimed, sent=sent, now=now, seconds=time.monotonic() - started)
+    return reply_id in sent

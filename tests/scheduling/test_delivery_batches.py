@@ -1,0 +1,108 @@
+"""Batched delivery on real PostgreSQL and Redis: a batch's events arrive, in order per conversation, once.
+
+A batch's ``message.created`` events leave as one Redis pipeline after its commit; several
+batches (several transactions) deliver replies of the same conversations here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from chat import realtime, services
+from chat.models import Message
+from chat.services import CompanionDelivery, DuplicateScheduledReply
+from scheduling.models import ScheduledReply
+from scheduling.services import due_replies_dispatch
+from tests.factories import ConversationFactory
+from tests.scheduling.conftest import pending_reply
+from tests.scheduling.test_delivery import GroupListener
+
+State = ScheduledReply.State
+SECOND = timedelta(seconds=1)
+SENTINEL = 10**9
+
+
+def events_until_sentinel(listener: GroupListener) -> list[dict[str, Any]]:
+    """Every event before the sentinel ``read`` push (pushes from one process arrive in order)."""
+    events = []
+    while (event := listener.next_event()) != {"type": "read", "role": "person", "up_to": SENTINEL}:
+        events.append(event)
+    return events
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_batch_event_arrives_once_in_order_per_conversation(person):
+    # given: three conversations with 4, 3 and 1 due replies, interleaved in due order, delivered
+    # in batches of 3 (three transactions, three pipelines)
+    now = timezone.now()
+    conversations = [ConversationFactory(person=person) for _ in range(3)]
+    plan = [0, 1, 0, 2, 1, 0, 1, 0]
+    replies = [
+        pending_reply(conversations[c], due_at=now - (len(plan) - i) * SECOND, text=f"bubble {i}")
+        for i, c in enumerate(plan)
+    ]
+    listeners = [GroupListener(c.pk) for c in conversations]
+    # when
+    report = due_replies_dispatch(now=now, batch_size=3)
+    for c in conversations:
+        realtime.broadcast_read(conversation_id=c.pk, role="person", up_to=SENTINEL)
+    # then: every reply sent with one message; each socket heard its conversation's messages,
+    # each once, in due order (= id order), and nothing else
+    assert report.delivered == len(plan)
+    assert set(ScheduledReply.objects.values_list("state", flat=True)) == {State.SENT}
+    for index, (conversation, listener) in enumerate(zip(conversations, listeners, strict=True)):
+        messages = list(Message.objects.filter(conversation=conversation, role="companion").order_by("id"))
+        expected_texts = [reply.text for reply, c in zip(replies, plan, strict=True) if c == index]
+        assert [m.text for m in messages] == expected_texts
+        assert events_until_sentinel(listener) == [realtime.message_created_event(m) for m in messages]
+
+
+@pytest.mark.django_db
+def test_a_batch_naming_one_reply_twice_stores_nothing_and_leaves_the_transaction_usable(conversation):
+    # given / when: the same reply twice in one batch
+    with transaction.atomic():
+        with pytest.raises(DuplicateScheduledReply):
+            services.companion_messages_store(
+                deliveries=[
+                    CompanionDelivery(conversation_id=conversation.pk, scheduled_reply_id=201, text="a"),
+                    CompanionDelivery(conversation_id=conversation.pk, scheduled_reply_id=202, text="b"),
+                    CompanionDelivery(conversation_id=conversation.pk, scheduled_reply_id=201, text="c"),
+                ]
+            )
+        # then: nothing of it was kept, and the transaction still works
+        assert Message.objects.filter(conversation=conversation).count() == 0
+        stored = services.companion_messages_store(
+            deliveries=[CompanionDelivery(conversation_id=conversation.pk, scheduled_reply_id=203, text="d")]
+        )
+    [message] = Message.objects.filter(conversation=conversation)
+    assert stored == {203: message.pk}
+    assert (message.text, message.role, message.client_id, message.log_external_id) == (
+        "d",
+        "companion",
+        "",
+        None,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_stores_and_pushes_every_text_exactly_as_chat_normalized_it(person):
+    # given: texts with quotes, backslashes, braces, newlines, tabs, emoji and Korean
+    now = timezone.now()
+    texts = ['say "hi" \\ back', "{a,b}\tnull", "  안녕 👋\r\nsee you  ", "'; DROP TABLE x; --"]
+    conversations = [ConversationFactory(person=person) for _ in texts]
+    for i, (conversation, text) in enumerate(zip(conversations, texts, strict=True)):
+        pending_reply(conversation, due_at=now - (len(texts) - i) * SECOND, text=text)
+    listeners = [GroupListener(c.pk) for c in conversations]
+    # when
+    assert due_replies_dispatch(now=now).delivered == len(texts)
+    # then
+    expected = ['say "hi" \\ back', "{a,b}\tnull", "안녕 👋\nsee you", "'; DROP TABLE x; --"]
+    for conversation, listener, text in zip(conversations, listeners, expected, strict=True):
+        [message] = Message.objects.filter(conversation=conversation, role="companion")
+        assert message.text == text
+        assert listener.next_event() == realtime.message_created_event(message)
