@@ -191,7 +191,7 @@ def completion_language(window: TimeWindow | None) -> CompletionLanguage:
     if window is None:
         return CompletionLanguage(gbnf=f'root ::= " " text\n{_TEXT_GBNF}\n', regex=" " + _TEXT_REGEX)
     sequences = [_merged(sequence) for sequence in _time_sequences(window)]
-    alternatives = "\n    | ".join(_gbnf_sequence(sequence) for sequence in sequences)
+    alternatives = " |\n    ".join(_gbnf_sequence(sequence) for sequence in sequences)
     gbnf = f'root ::= time "] " text\ntime ::= {alternatives}\n{_TEXT_GBNF}\n'
     regex = "(?:" + "|".join(_regex_sequence(s) for s in sequences) + ")\\] " + _TEXT_REGEX
     return CompletionLanguage(gbnf=gbnf, regex=regex)

@@ -2,7 +2,7 @@
 
 It turns a grammar without recursion into a Python regex (rules inlined), so a test can ask
 "does this grammar accept this string?" without a server. Supported: ``name ::= body`` rules
-(a body may continue on lines that start with whitespace), ``"literals"`` with ``\\`` escapes,
+(a body may continue on the next line after a trailing ``|``), ``"literals"`` with ``\\`` escapes,
 ``[classes]`` (ranges, ``^``, ``\\n \\r \\t \\[ \\] \\\\`` escapes), rule references, ``|``, ``( )``
 and the ``* + ?`` repetitions. The real engine's parser is exercised by the llama.cpp test.
 """
@@ -21,6 +21,9 @@ def _rules(grammar: str) -> dict[str, str]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         if line[0].isspace():
+            # llama.cpp reads past a line break only after a "|" (or inside parentheses)
+            if not rules.get(name, "").endswith("|"):
+                raise ValueError(f"a line break ends rule {name!r} here: {line!r}")
             rules[name] += " " + line.strip()
             continue
         name, separator, body = line.partition("::=")
