@@ -7,8 +7,11 @@ port; the planner is a real Celery worker on the test database and Redis, with
 
 from __future__ import annotations
 
+import http.server
 import re
 import socket
+import threading
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -221,3 +224,84 @@ def test_plans_go_through_a_llama_cpp_server_and_a_killed_server_fails_them_with
     assert again.state == State.PENDING
     assert_parses(again)
     assert re.fullmatch(r"(\+\d+d )?\d\d:\d\d\] .+", again.generation_attempts[0]["completion"])
+
+
+class FlakyProxy:
+    """A real HTTP proxy in front of the server that answers 503 to its first ``failures`` requests.
+
+    What a load balancer does while its backend restarts; the requests after are forwarded as is.
+    """
+
+    def __init__(self, upstream: str, failures: int) -> None:
+        self.upstream = upstream
+        self.failures = failures
+        self.seen = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                proxy.seen += 1
+                if proxy.seen <= proxy.failures:
+                    self.send_response(503)
+                    self.end_headers()
+                    self.wfile.write(b"backend restarting")
+                    return
+                request = urllib.request.Request(
+                    proxy.upstream + self.path, data=body, headers={"Content-Type": "application/json"}
+                )
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    answer = response.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("failures", "outcome"), [(2, "reply"), (3, "unavailable")])
+def test_5xx_answers_are_retried_with_backoff_up_to_the_limit(
+    llama_server,  # noqa: F811
+    tiny_gguf_dir,  # noqa: F811
+    failures: int,
+    outcome: str,
+):
+    # given: the real server behind a proxy that fails the first requests with 503
+    server = llama_server(tiny_gguf_dir)
+    proxy = FlakyProxy(server.url, failures)
+    slept: list[float] = []
+    config = ServerConfig(url=proxy.url, tokenizer_dir=tiny_gguf_dir, retries=2, backoff_seconds=0.25)
+    source = RemoteReplySource(config, sleep=slept.append)
+    asked = dialogue("good night luda")
+    try:
+        # when
+        if outcome == "reply":
+            reply = source.generate(asked)
+            # then: the third attempt went through and its answer parses
+            assert parse_completion(reply.completion, previous=asked.last_at, time_zone=SEOUL) == (
+                reply.at,
+                reply.text,
+            )
+        else:
+            with pytest.raises(GeneratorUnavailable) as raised:
+                source.generate(asked)
+            # then: three attempts and the last answer in the reason
+            assert str(raised.value) == (
+                f"the generator server {proxy.url}/v1/completions failed 3 attempts; "
+                "last: HTTP 503: backend restarting"
+            )
+    finally:
+        proxy.close()
+    assert (slept, proxy.seen) == ([0.25, 0.5], 3)
