@@ -104,8 +104,8 @@ class RemoteReplySource:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
-        tokenizer_dir = None if config.engine == "tgi" else config.tokenizer_dir
-        self.prompts = prompts or ServedPrompts(tokenizer_dir, context_tokens=config.context_tokens)
+        # Also for TGI (text prompts): the tokenizer still decides which oldest turns to drop.
+        self.prompts = prompts or ServedPrompts(config.tokenizer_dir, context_tokens=config.context_tokens)
         self._sleep = sleep
 
     def generate(
