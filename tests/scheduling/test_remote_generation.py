@@ -25,6 +25,7 @@ from companion.generator.served import ServedPrompts
 from scheduling.generation import GeneratorUnavailable
 from scheduling.models import ScheduledReply
 from scheduling.remote_generation import RemoteReplySource, ServerConfig
+from scheduling.services import reply_plan
 from tests.factories import ConversationFactory, UserFactory
 from tests.llama_server import llama_server, tiny_gguf_dir, untrained_gguf_dir  # noqa: F401 (fixtures)
 from tests.scheduling.conftest import post, wait_for
@@ -305,3 +306,19 @@ def test_5xx_answers_are_retried_with_backoff_up_to_the_limit(
     finally:
         proxy.close()
     assert (slept, proxy.seen) == ([0.25, 0.5], 3)
+
+
+@pytest.mark.django_db
+def test_the_remote_source_without_a_server_url_fails_the_plan_with_the_reason(conversation, settings):
+    # given: the planner pointed at the remote source, with no server configured
+    settings.SCHEDULING_REPLY_SOURCE = "scheduling.remote_generation.remote_reply_source"
+    settings.GENERATOR_SERVER_URL = ""
+    trigger = post(conversation, "hi luda")
+    # when
+    reply = reply_plan(conversation_id=conversation.pk, trigger_message_id=trigger.pk)
+    # then
+    assert (reply.state, reply.outcome_reason) == (
+        State.FAILED,
+        "the reply generator is unavailable: ValueError: GENERATOR_SERVER_URL is not set; "
+        "the remote reply source needs a server",
+    )
