@@ -346,6 +346,16 @@ SCHEDULING_TYPING_MAX_SECONDS = env.float("SCHEDULING_TYPING_MAX_SECONDS", defau
 # A JSON object, script -> text: {"en": "...", "ko": "..."}.
 SCHEDULING_SAFETY_FALLBACK_TEXT = env.json("SCHEDULING_SAFETY_FALLBACK_TEXT", default=None)
 SCHEDULING_REGENERATION_TEMPERATURE = env.float("SCHEDULING_REGENERATION_TEMPERATURE", default=None)
+# Generation on a model server (SCHEDULING_REPLY_SOURCE=scheduling.remote_generation.remote_reply_source).
+GENERATOR_SERVER_URL = env("GENERATOR_SERVER_URL", default=None)
+GENERATOR_SERVER_ENGINE = env("GENERATOR_SERVER_ENGINE", default=None)
+GENERATOR_SERVER_MODEL = env("GENERATOR_SERVER_MODEL", default=None)
+GENERATOR_SERVER_API_KEY = env("GENERATOR_SERVER_API_KEY", default=None)
+GENERATOR_SERVER_TIMEOUT_SECONDS = env.float("GENERATOR_SERVER_TIMEOUT_SECONDS", default=None)
+GENERATOR_SERVER_RETRIES = env.int("GENERATOR_SERVER_RETRIES", default=None)
+GENERATOR_SERVER_BACKOFF_SECONDS = env.float("GENERATOR_SERVER_BACKOFF_SECONDS", default=None)
+GENERATOR_SERVER_TOKENIZER_DIR = env("GENERATOR_SERVER_TOKENIZER_DIR", default=None)
+GENERATOR_SERVER_CONTEXT_TOKENS = env.int("GENERATOR_SERVER_CONTEXT_TOKENS", default=None)
 
 # --- Operations (README "Operating it") ------------------------------------------------------
 # /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; with no token it answers 404.

@@ -47,6 +47,20 @@ _DEFAULTS: dict[str, Any] = {
         "en": "Hmm, let's talk about something else. How is your day going?",
         "ko": "음, 우리 다른 얘기 하자. 오늘 하루는 어땠어?",
     },
+    # The remote reply source (scheduling.remote_generation): the serving engine's base URL, which
+    # engine it is (llamacpp, vllm, vllm-guided, tgi), the model name it serves, its API key, the
+    # per-request timeout, retries with exponential backoff on timeouts / connection errors / 5xx,
+    # the tokenizer directory (default GENERATOR_MODEL_DIR; "-" sends text) and the context size
+    # (default: the tokenizer directory's config.json).
+    "GENERATOR_SERVER_URL": "",
+    "GENERATOR_SERVER_ENGINE": "llamacpp",
+    "GENERATOR_SERVER_MODEL": "companion",
+    "GENERATOR_SERVER_API_KEY": "",
+    "GENERATOR_SERVER_TIMEOUT_SECONDS": 30.0,
+    "GENERATOR_SERVER_RETRIES": 2,
+    "GENERATOR_SERVER_BACKOFF_SECONDS": 0.25,
+    "GENERATOR_SERVER_TOKENIZER_DIR": "",
+    "GENERATOR_SERVER_CONTEXT_TOKENS": None,
     # Sampling temperature for regenerations (greedy decoding would repeat the rejected text).
     "SCHEDULING_REGENERATION_TEMPERATURE": 0.9,
 }

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, cast
 from django.utils.module_loading import import_string
 
 from chat.models import Conversation, Message
+from companion.generator import GenerationFailed
 from scheduling import conf
 
 if TYPE_CHECKING:
@@ -37,6 +38,17 @@ class ReplySource(Protocol):
         forced_at: datetime | None = None,
         max_delay: timedelta = ...,
     ) -> GeneratedReply: ...
+
+
+class GeneratorUnavailable(GenerationFailed):
+    """The generator could not be reached (a model server down or timing out after its retries).
+
+    Unlike a completion that does not parse, asking again for an instant fallback would only wait
+    on the same server: the plan ends ``failed`` at once, with this message as its reason.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="generator_unavailable")
 
 
 _lock = threading.Lock()

@@ -199,6 +199,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_gguf(args: argparse.Namespace) -> int:
+    from companion.generator.gguf_export import export_gguf
+
+    if not (Path(args.model) / "config.json").is_file():
+        raise CommandError(f"no model at {args.model} (expected a directory with config.json)")
+    print(export_gguf(args.model, args.out))
+    return 0
+
+
 def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="local model directory")
     parser.add_argument("--adapter", type=Path, default=None, help="LoRA adapter directory")
@@ -267,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
         help='write one JSON line per row: {"at": local time, "text": ...} or {"error": reason}',
     )
     evaluation.set_defaults(run=cmd_eval)
+
+    export = commands.add_parser("export-gguf", help="write the model as GGUF for llama.cpp's server")
+    export.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    export.add_argument("--out", type=Path, required=True)
+    export.set_defaults(run=cmd_export_gguf)
     return parser
 
 

@@ -12,9 +12,6 @@ Nothing is ever downloaded: every ``from_pretrained`` is ``local_files_only``.
 
 from __future__ import annotations
 
-import copy
-import math
-import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -23,17 +20,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from companion.generator.clock_hints import NO_HINT, hint_row
+from companion.generator.clock_scoring import ClockScoring
 from companion.generator.conditioning import SentenceConditioning, has_conditioning, token_turn_texts
 from companion.generator.constraint import DecodeState, TimeWindow, VocabularyIndex, time_window
 from companion.generator.sentence_vectors import SentenceVectors, shared_vectors
-from companion.generator.time_choice import (
-    INSTANT_THRESHOLD,
-    TimeCandidate,
-    choose,
-    day_candidates,
-    grid_candidates,
-    neighbours,
-)
+from companion.generator.time_choice import INSTANT_THRESHOLD
 from companion.generator.transcript import (
     DEFAULT_MAX_DELAY,
     Dialogue,
@@ -72,13 +63,11 @@ def _eos_ids(model: PreTrainedModel | PeftModel, tokenizer: Any) -> set[int]:
 
 
 TimeDecoding = Literal["distribution", "greedy"]
-# Ten-minute prefixes ("13:1") whose last digit is computed exactly (see _clock_log_probs).
-TREE_EXPANDED_PREFIXES = 16
 # Repeating a 3-token sequence inside one reply is how a small model loops ("ok ok ok ok").
 NO_REPEAT_NGRAM = 3
 
 
-class ReplyGenerator:
+class ReplyGenerator(ClockScoring):
     """Turns a :class:`Dialogue` into a :class:`GeneratedReply` with a causal LM.
 
     ``conditioning`` (a sentence projection, see ``conditioning.py``) makes the model read each
@@ -251,160 +240,6 @@ class ReplyGenerator:
         tail = torch.zeros((1, input_ids.shape[1], hints.shape[2]), device=self.device)
         tail[:, -len(rows) :] = hints
         return tail if added is None else added + tail
-
-    def _time_token_ids(self, time: str) -> list[int]:
-        ids = self._time_ids.get(time)
-        if ids is None:
-            ids = list(self.tokenizer(time + "]", add_special_tokens=False)["input_ids"])
-            self._time_ids[time] = ids
-        return ids
-
-    def _score_times(
-        self,
-        past: Any,
-        last_logits: torch.Tensor,
-        candidates: list[TimeCandidate],
-        clock: int | None = None,
-    ) -> list[float]:
-        """Log-probability of each candidate's ``TIME]`` after the prompt, all in one batched pass
-        (with the clock hints of ``clock`` on the time's positions)."""
-        sequences = [self._time_token_ids(c.time) for c in candidates]
-        width = max(len(s) for s in sequences)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-        for row, sequence in enumerate(sequences):
-            ids[row, : len(sequence)] = torch.tensor(sequence)
-        ids = ids.to(self.device)
-        first = torch.log_softmax(last_logits, dim=-1)[ids[:, 0]]
-        if width == 1:
-            return first.tolist()
-        added = None
-        if clock is not None and self.conditioning is not None:
-            rows = torch.full((len(sequences), width - 1), NO_HINT, dtype=torch.long)
-            for row, sequence in enumerate(sequences):
-                written = self._written_prefixes(sequence)[: width - 1]
-                rows[row, : len(written)] = torch.tensor([hint_row(w, clock) for w in written])
-            added = self.conditioning.hints(rows.to(self.device))
-        expanded = copy.deepcopy(past)
-        expanded.batch_repeat_interleave(len(sequences))
-        logits = self._forward(ids[:, :-1], expanded, added).logits
-        steps = torch.log_softmax(logits.float(), dim=-1).gather(2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        lengths = torch.tensor([len(s) for s in sequences], device=self.device)
-        valid = torch.arange(1, width, device=self.device).unsqueeze(0) < lengths.unsqueeze(1)
-        return (first + (steps * valid).sum(dim=1)).tolist()
-
-    def _digit_token_ids(self) -> dict[str, int] | None:
-        """Token ids of "0".."9", ":" and "+" when each is one token and a TIME tokenizes character by
-        character (our tokenizer); None otherwise (then whole candidates are scored instead)."""
-        if self._digits is None:
-            ids: dict[str, int] = {}
-            for character in "0123456789:+":
-                encoded = self.tokenizer(character, add_special_tokens=False)["input_ids"]
-                if len(encoded) != 1:
-                    self._digits = {}
-                    return None
-                ids[character] = encoded[0]
-            samples = ("00:00", "12:34", "23:59", "07:05")
-            ok = all(self._time_token_ids(t)[:5] == [ids[c] for c in t] for t in samples)
-            self._digits = ids if ok else {}
-        return self._digits or None
-
-    def _clock_log_probs(
-        self,
-        past: Any,
-        last_logits: torch.Tensor,
-        digits: dict[str, int],
-        prev_clock: int,
-        hinted: bool = False,
-    ) -> torch.Tensor:
-        """Log-probability of every clock ``HH:MM`` (index = minute of the day, shape ``(1440,)``).
-
-        Walks the digit tree level by level, one batched forward per level (3, 24, 24 and about 17
-        one-token sequences on copies of the prompt's KV cache): exact for the hours and ten-minute
-        prefixes, and for the last digit of the likeliest prefixes and the instant minute's.
-        ``hinted``: each level's tokens carry the clock hints of ``prev_clock`` (the prompt's
-        ``[`` already does); a level's hint depends only on how many characters are written.
-        """
-
-        def hint(written: int) -> torch.Tensor | None:
-            return self._hints([hint_row("00:00"[:written], prev_clock)]) if hinted else None
-
-        d = torch.tensor([digits[str(i)] for i in range(10)], device=self.device)
-        colon = digits[":"]
-        first = torch.log_softmax(last_logits, dim=-1)
-        cache = copy.deepcopy(past)
-        cache.batch_repeat_interleave(3)
-        step = self._forward(d[:3].unsqueeze(1), cache, hint(1)).logits[:, -1].float()
-        second = torch.log_softmax(step, dim=-1)  # (3, V): the hour's second digit after 0, 1, 2
-        tens = torch.tensor([h // 10 for h in range(24)], device=self.device)
-        units = torch.tensor([h % 10 for h in range(24)], device=self.device)
-        hour = first[d[tens]] + second[tens, d[units]]  # (24,)
-        cache.batch_select_indices(tens)
-        step = self._forward(d[units].unsqueeze(1), cache, hint(2)).logits[:, -1].float()
-        hour = hour + torch.log_softmax(step, dim=-1)[:, colon]
-        colons = torch.full((24, 1), colon, device=self.device)
-        step = self._forward(colons, cache, hint(3)).logits[:, -1].float()
-        minute_tens = torch.log_softmax(step, dim=-1)[:, d[:6]]  # (24, 6)
-        prefix = (hour.view(24, 1) + minute_tens).reshape(144)  # "HH:M", index 6 * hour + tens
-        # The last digit only where it can matter: the likeliest ten-minute prefixes and the
-        # instant minute's; elsewhere the prefix's mass is spread evenly over its ten minutes.
-        # (Expanding all 144 would copy the KV cache 144 times, most of a reply's time.)
-        chosen = torch.topk(prefix, TREE_EXPANDED_PREFIXES).indices
-        instant = torch.tensor([prev_clock // 10], device=self.device)
-        chosen = torch.unique(torch.cat([chosen, instant]))
-        total = (prefix - math.log(10)).view(144, 1).repeat(1, 10)
-        cache.batch_select_indices(chosen // 6)
-        step = self._forward(d[chosen % 6].unsqueeze(1), cache, hint(4)).logits[:, -1].float()
-        total[chosen] = prefix[chosen].view(-1, 1) + torch.log_softmax(step, dim=-1)[:, d]
-        return total.reshape(1440)
-
-    def _tree_candidates(
-        self, output: Any, window: TimeWindow, digits: dict[str, int]
-    ) -> tuple[list[TimeCandidate], list[float]]:
-        """Every allowed clock of the next 23 hours with its exact log-probability, plus ``+1d`` grid
-        candidates when the model gives a day count any weight."""
-        past, last_logits = output.past_key_values, output.logits[0, -1].float()
-        clock = self._hint_clock(window)
-        clocks = self._clock_log_probs(
-            past, last_logits, digits, window.prev_clock, hinted=clock is not None
-        ).tolist()
-        candidates: list[TimeCandidate] = []
-        log_probs: list[float] = []
-        for candidate in day_candidates(window):
-            candidates.append(candidate)
-            log_probs.append(clocks[(window.prev_clock + candidate.minutes) % 1440])
-        plus = float(torch.log_softmax(last_logits, dim=-1)[digits["+"]])
-        later = [c for c in grid_candidates(window) if c.minutes >= 1440]
-        if later and plus > math.log(0.01):
-            candidates += later
-            log_probs += self._score_times(past, last_logits, later, clock)
-        return candidates, log_probs
-
-    def _choose_time(self, output: Any, window: TimeWindow, sampling: SamplingConfig) -> str:
-        """The reply's TIME, decided from the model's probabilities of whole times (``time_choice``).
-
-        ``output`` is the prompt's forward pass; its KV cache is copied, never extended, so the
-        text can be decoded on from it afterwards.
-        """
-        past, last_logits = output.past_key_values, output.logits[0, -1].float()
-        rng = random.Random(sampling.seed) if sampling.temperature > 0 else None
-        digits = self._digit_token_ids()
-        if digits is None:  # generate() takes this path only for a digit-per-token tokenizer
-            raise GenerationFailed("distribution time decoding needs a digit-per-token tokenizer")
-        candidates, log_probs = self._tree_candidates(output, window, digits)
-        chosen = choose(
-            candidates,
-            log_probs,
-            instant_threshold=self.instant_threshold,
-            temperature=sampling.temperature,
-            rng=rng,
-        )
-        if chosen.weight == 1:
-            return chosen.time
-        # A "+1d" grid candidate (30 minutes apart): the exact minute around it.
-        around = neighbours(chosen, window, radius=15)
-        scores = self._score_times(past, last_logits, around, self._hint_clock(window))
-        return around[max(range(len(around)), key=scores.__getitem__)].time
 
     @torch.no_grad()
     def generate(

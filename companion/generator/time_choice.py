@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from companion.generator.constraint import TimeWindow
+from companion.generator.time_window import TimeWindow
 
 __all__ = ["INSTANT_THRESHOLD", "TimeCandidate", "choose", "day_candidates", "grid_candidates", "neighbours"]
 

@@ -35,10 +35,10 @@ def loaded_processes(host: str | None = None) -> int:
 def _preload_generator(**_: Any) -> None:
     if not getattr(settings, "OPS_PRELOAD_GENERATOR", False):
         return
-    from scheduling.generation import default_reply_source
+    from scheduling.generation import reply_source
 
     try:
-        default_reply_source()
+        reply_source()  # the configured source: the local model, or a server's tokenizer
     except Exception:
         # The process stays up (a plan records the failure on its row); the check reports unready.
         logger.exception("preloading the reply generator failed")

@@ -15,7 +15,7 @@ from typing import Any
 from chat.models import Conversation, Message
 from companion.generator import Dialogue, GeneratedReply, SamplingConfig
 from scheduling import conf, safety
-from scheduling.generation import ReplySource, dialogue_for
+from scheduling.generation import GeneratorUnavailable, ReplySource, dialogue_for
 from scheduling.guard_rules import GuardSettings, apply_guard_rules
 from scheduling.lexicon import complaint_phrases
 from scheduling.selectors import guard_history
@@ -61,9 +61,11 @@ def _generate(
     started = time.monotonic()
     entry: dict[str, Any] = {"purpose": purpose, "forced_at": _iso(forced_at)}
     reply: GeneratedReply | None = None
+    unavailable: GeneratorUnavailable | None = None
     try:
         generated = source.generate(dialogue, sampling=sampling, forced_at=forced_at, max_delay=max_delay)
     except Exception as exc:  # a model bug must still leave a recorded outcome, never a stuck plan
+        unavailable = exc if isinstance(exc, GeneratorUnavailable) else None
         logger.warning("reply generation (%s) failed: %s", purpose, exc, exc_info=True)
         entry.update(ok=False, error=f"{type(exc).__name__}: {exc}")
         completion = getattr(exc, "completion", None)
@@ -80,6 +82,9 @@ def _generate(
         )
     entry["seconds"] = round(time.monotonic() - started, 3)
     record.attempts.append(entry)
+    if reply is None and unavailable is not None and purpose == "propose":
+        # The same unreachable server would fail the instant fallback too: stop, recorded.
+        raise unavailable
     return reply
 
 
@@ -98,7 +103,11 @@ def reply_draft(
     now: datetime,
     record: PlanRecord,
 ) -> ReplyDraft | None:
-    """Generate, guard, re-time and filter one reply; ``None`` when no reply could be produced."""
+    """Generate, guard, re-time and filter one reply; ``None`` when no reply could be produced.
+
+    Raises :class:`GeneratorUnavailable` when the proposal could not reach the generator (its
+    attempt is in ``record``).
+    """
     companion = conversation.companion
     guard_settings = GuardSettings.from_companion(companion)
     dialogue = dialogue_for(conversation=conversation, up_to_message_id=trigger.pk)

@@ -18,7 +18,7 @@ from django.utils import timezone
 from chat.models import Conversation, Message
 from chat.services import conversation_mark_read
 from scheduling import conf, metrics
-from scheduling.generation import ReplySource, reply_source
+from scheduling.generation import GeneratorUnavailable, ReplySource, reply_source
 from scheduling.guard_rules import typing_lead
 from scheduling.models import ScheduledReply
 from scheduling.selectors import latest_person_message_id
@@ -209,6 +209,16 @@ def reply_plan(
     try:
         draft = reply_draft(
             source=source, conversation=conversation, trigger=trigger, now=plan_now, record=record
+        )
+    except GeneratorUnavailable as exc:
+        return _store(
+            trigger=trigger,
+            state=State.FAILED,
+            record=record,
+            now=plan_now,
+            started=started,
+            reason=f"the reply generator is unavailable: {exc}",
+            failure_code="generator_unavailable",
         )
     except Exception as exc:
         # A conversation the transcript cannot render (say, a companion name that is no speaker

@@ -237,3 +237,47 @@ def test_module_entry_point_exits_non_zero_on_bad_input() -> None:
 
     assert result.returncode == 2
     assert result.stderr == "python -m companion.generator reply: error: a dialogue must be a JSON object\n"
+
+
+def test_export_gguf_writes_the_llama_with_its_tokenizer(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gguf
+    from tokenizers import Tokenizer
+
+    # when
+    code, out, _ = run(
+        ["export-gguf", "--model", str(tiny_model_dir), "--out", str(tmp_path / "m.gguf")], capsys
+    )
+    # then: a llama with the tiny shape, tied output, and our vocabulary in id order
+    assert (code, out.strip()) == (0, str(tmp_path / "m.gguf"))
+    reader = gguf.GGUFReader(tmp_path / "m.gguf")
+    config = json.loads((tiny_model_dir / "config.json").read_text(encoding="utf-8"))
+
+    def field(name: str) -> object:
+        return reader.fields[name].contents()
+
+    assert (field("general.architecture"), field("llama.block_count"), field("llama.embedding_length")) == (
+        "llama",
+        config["num_hidden_layers"],
+        config["hidden_size"],
+    )
+    names = {tensor.name for tensor in reader.tensors}
+    assert len(names) == 2 + 9 * config["num_hidden_layers"] and "output.weight" not in names
+    vocabulary = Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json")).get_vocab(with_added_tokens=True)
+    assert field("tokenizer.ggml.tokens") == sorted(vocabulary, key=vocabulary.__getitem__)
+    assert (field("tokenizer.ggml.model"), field("tokenizer.ggml.eos_token_id")) == (
+        "gpt2",
+        config["eos_token_id"],
+    )
+
+
+def test_export_gguf_of_a_missing_model_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["export-gguf", "--model", str(tmp_path), "--out", str(tmp_path / "m.gguf")], capsys)
+    assert (code, err.strip()) == (
+        2,
+        f"python -m companion.generator export-gguf: error: no model at {tmp_path} "
+        "(expected a directory with config.json)",
+    )

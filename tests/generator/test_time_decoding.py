@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from companion.generator import ReplyGenerator, SamplingConfig, parse_completion
-from companion.generator import model as model_module
+from companion.generator import ReplyGenerator, SamplingConfig, clock_scoring, parse_completion
 from companion.generator.clock_hints import NO_HINT, hint_row
 from tests.generator.conftest import toy_dialogue
 
@@ -36,7 +35,7 @@ def _string_log_prob(
 def test_the_digit_tree_gives_each_clock_its_exact_probability(
     tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(model_module, "TREE_EXPANDED_PREFIXES", 144)  # every prefix exact
+    monkeypatch.setattr(clock_scoring, "TREE_EXPANDED_PREFIXES", 144)  # every prefix exact
     generator = ReplyGenerator.load(tiny_model_dir, device="cpu")
     digits = generator._digit_token_ids()
     assert digits is not None  # our tokenizer: one token per digit
