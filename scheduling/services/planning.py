@@ -192,34 +192,30 @@ def reply_plan(
     # The read receipt comes at plan time: the person sees "read" and waits, as with a friend.
     conversation_mark_read(conversation=conversation, reader_role=Message.Role.COMPANION, up_to=trigger.pk)
     plan_now = now or timezone.now()
+
+    def unavailable(why: str) -> ScheduledReply:
+        return _store(
+            trigger=trigger,
+            state=State.FAILED,
+            record=record,
+            now=plan_now,
+            started=started,
+            reason=f"the reply generator is unavailable: {why}",
+            failure_code="generator_unavailable",
+        )
+
     try:
         source = source or reply_source()
     except Exception as exc:
         logger.exception("the reply generator could not be loaded")
         record.attempts.append({"purpose": "load", "ok": False, "error": f"{type(exc).__name__}: {exc}"})
-        return _store(
-            trigger=trigger,
-            state=State.FAILED,
-            record=record,
-            now=plan_now,
-            started=started,
-            reason=f"the reply generator is unavailable: {type(exc).__name__}: {exc}",
-            failure_code="generator_unavailable",
-        )
+        return unavailable(f"{type(exc).__name__}: {exc}")
     try:
         draft = reply_draft(
             source=source, conversation=conversation, trigger=trigger, now=plan_now, record=record
         )
     except GeneratorUnavailable as exc:
-        return _store(
-            trigger=trigger,
-            state=State.FAILED,
-            record=record,
-            now=plan_now,
-            started=started,
-            reason=f"the reply generator is unavailable: {exc}",
-            failure_code="generator_unavailable",
-        )
+        return unavailable(str(exc))
     except Exception as exc:
         # A conversation the transcript cannot render (say, a companion name that is no speaker
         # label) must still end with a recorded outcome, not a task retried forever.

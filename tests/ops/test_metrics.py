@@ -132,6 +132,15 @@ def test_pending_count_and_lag_histogram_move_as_a_real_planner_plans_and_a_work
         timeout=90,
         what="both deliveries",
     )
+    # The worker observes the lag and logs once the batch's transaction has committed, so a
+    # reader can see the rows sent a moment before it sees the histogram and the log lines.
+    wait_for(
+        lambda: (
+            sample(scrape(client), LAG_COUNT) == 2.0 and len(json_events(delivery, "reply_delivered")) == 2
+        ),
+        timeout=30,
+        what="the delivery worker's metrics and log lines",
+    )
     samples = scrape(client)
     # then: none pending, two sent, the lag histogram holds both deliveries
     assert (
