@@ -187,3 +187,17 @@ def make_pending_replies(
         batch_size=5000,
     )
     return [reply.pk for reply in replies]
+
+
+def reset_to_pending() -> None:
+    """Undo a dispatch run: companion messages removed, every reply pending again, statistics fresh."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM chat_message WHERE role = 'companion'")
+        cursor.execute(
+            "UPDATE scheduling_scheduledreply SET state = 'pending', sent_at = NULL, message_id = NULL"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE scheduling_scheduledreply")
+        cursor.execute("VACUUM ANALYZE chat_message")

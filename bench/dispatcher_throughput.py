@@ -28,7 +28,7 @@ import os
 import statistics
 import time
 
-from _reply_loop import bench_environment, make_conversations, make_pending_replies
+from _reply_loop import bench_environment, make_conversations, make_pending_replies, reset_to_pending
 
 BARE_CLAIM = """
 UPDATE scheduling_scheduledreply SET state = 'sent', sent_at = now(), message_id = 0
@@ -52,19 +52,6 @@ def bare_claim_loop(batch: int) -> int:
         claimed += count
         if count == 0:
             return claimed
-
-
-def reset_to_pending() -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM chat_message WHERE role = 'companion'")
-        cursor.execute(
-            "UPDATE scheduling_scheduledreply SET state = 'pending', sent_at = NULL, message_id = NULL"
-        )
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE scheduling_scheduledreply")
-        cursor.execute("VACUUM ANALYZE chat_message")
 
 
 def timed_bare(rows: int, batch: int) -> float:

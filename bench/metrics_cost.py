@@ -25,20 +25,7 @@ import time
 # Before anything imports prometheus-client: the multiprocess folder is read at its import.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bench-metrics-"))
 
-from _reply_loop import bench_environment, make_conversations, make_pending_replies
-
-
-def reset() -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM chat_message WHERE role = 'companion'")
-        cursor.execute(
-            "UPDATE scheduling_scheduledreply SET state = 'pending', sent_at = NULL, message_id = NULL"
-        )
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE scheduling_scheduledreply")
-        cursor.execute("VACUUM ANALYZE chat_message")
+from _reply_loop import bench_environment, make_conversations, make_pending_replies, reset_to_pending
 
 
 def deliver_all(*, metrics_on: bool, rows: int, batch: int) -> float:
@@ -71,12 +58,12 @@ def main() -> None:
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
         # Warm-up (not counted): the first pass over fresh tables is slower whatever the mode.
-        reset()
+        reset_to_pending()
         deliver_all(metrics_on=True, rows=args.rows, batch=args.batch)
         for round_number in range(args.rounds):
             order = ("off", "on") if round_number % 2 == 0 else ("on", "off")
             for mode in order:
-                reset()
+                reset_to_pending()
                 rate = deliver_all(metrics_on=mode == "on", rows=args.rows, batch=args.batch)
                 rates[mode].append(rate)
                 print(f"round {round_number + 1} metrics {mode}: {rate:,.0f} replies/s", flush=True)
