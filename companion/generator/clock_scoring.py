@@ -43,18 +43,38 @@ class ClockScoring:
     instant_threshold: float
     _time_ids: dict[str, list[int]]
     _digits: dict[str, int] | None
+    _written: dict[str, list[str]]
 
     def _forward(self, input_ids: torch.Tensor, past: Any, added: torch.Tensor | None = None) -> Any:
         raise NotImplementedError
 
     def _hint_clock(self, window: TimeWindow) -> int | None:
-        raise NotImplementedError
+        """The clock the hints offer (the last turn's), or None when this model reads no hints.
+
+        Hints are defined per character of the time, so they need our one-character-per-token
+        tokenizer; a conditioned model always has it (``build.py``)."""
+        if self.conditioning is None or self.conditioning.clock_hints is None:
+            return None
+        return window.prev_clock if self._digit_token_ids() is not None else None
 
     def _hints(self, rows: list[int]) -> torch.Tensor | None:
-        raise NotImplementedError
+        """Clock-hint embeddings ``(1, len(rows), hidden)`` for positions in a row; None for none."""
+        if self.conditioning is None or all(row == NO_HINT for row in rows):
+            return None
+        return self.conditioning.hints(torch.tensor([rows], device=self.device))
 
     def _written_prefixes(self, ids: list[int]) -> list[str]:
-        raise NotImplementedError
+        """The reply's TIME text written after each of ``ids`` (the tokens after the open ``[``)."""
+        key = ",".join(map(str, ids))
+        prefixes = self._written.get(key)
+        if prefixes is None:
+            prefixes = [self.tokenizer.decode(ids[: i + 1]) for i in range(len(ids))]
+            self._written[key] = prefixes
+        return prefixes
+
+    def _time_hint_rows(self, ids: list[int], clock: int) -> list[int]:
+        """The clock-hint row of each of ``ids``, the reply's TIME tokens after its open ``[``."""
+        return [hint_row(written, clock) for written in self._written_prefixes(ids)]
 
     def _time_token_ids(self, time: str) -> list[int]:
         ids = self._time_ids.get(time)
@@ -86,8 +106,8 @@ class ClockScoring:
         if clock is not None and self.conditioning is not None:
             rows = torch.full((len(sequences), width - 1), NO_HINT, dtype=torch.long)
             for row, sequence in enumerate(sequences):
-                written = self._written_prefixes(sequence)[: width - 1]
-                rows[row, : len(written)] = torch.tensor([hint_row(w, clock) for w in written])
+                hinted = self._time_hint_rows(sequence[: width - 1], clock)
+                rows[row, : len(hinted)] = torch.tensor(hinted)
             added = self.conditioning.hints(rows.to(self.device))
         expanded = copy.deepcopy(past)
         expanded.batch_repeat_interleave(len(sequences))

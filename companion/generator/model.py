@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from companion.generator.clock_hints import NO_HINT, hint_row
+from companion.generator.clock_hints import hint_row
 from companion.generator.clock_scoring import ClockScoring
 from companion.generator.conditioning import SentenceConditioning, has_conditioning, token_turn_texts
 from companion.generator.constraint import DecodeState, TimeWindow, VocabularyIndex, time_window
@@ -197,30 +197,6 @@ class ReplyGenerator(ClockScoring):
             return None
         return cast(torch.Tensor, self.conditioning(token_vectors))
 
-    def _hint_clock(self, window: TimeWindow) -> int | None:
-        """The clock the hints offer (the last turn's), or None when this model reads no hints.
-
-        Hints are defined per character of the time, so they need our one-character-per-token
-        tokenizer; a conditioned model always has it (``build.py``)."""
-        if self.conditioning is None or self.conditioning.clock_hints is None:
-            return None
-        return window.prev_clock if self._digit_token_ids() is not None else None
-
-    def _hints(self, rows: list[int]) -> torch.Tensor | None:
-        """Clock-hint embeddings ``(1, len(rows), hidden)`` for positions in a row; None for none."""
-        if self.conditioning is None or all(row == NO_HINT for row in rows):
-            return None
-        return self.conditioning.hints(torch.tensor([rows], device=self.device))
-
-    def _written_prefixes(self, ids: list[int]) -> list[str]:
-        """The reply's TIME text written after each of ``ids`` (the tokens after the open ``[``)."""
-        key = ",".join(map(str, ids))
-        prefixes = self._written.get(key)
-        if prefixes is None:
-            prefixes = [self.tokenizer.decode(ids[: i + 1]) for i in range(len(ids))]
-            self._written[key] = prefixes
-        return prefixes
-
     def _prompt_added(
         self,
         input_ids: torch.Tensor,
@@ -233,7 +209,7 @@ class ReplyGenerator(ClockScoring):
         added = self._projected(token_vectors)
         if clock is None:
             return added
-        rows = [hint_row("", clock)] + [hint_row(w, clock) for w in self._written_prefixes(suffix_ids)]
+        rows = [hint_row("", clock), *self._time_hint_rows(suffix_ids, clock)]
         hints = self._hints(rows)
         if hints is None:
             return added
@@ -298,9 +274,7 @@ class ReplyGenerator(ClockScoring):
         time = self._choose_time(output, window, sampling)
         state = DecodeState(self.index, window, prefix=time + "]")
         time_ids = self._time_token_ids(time)
-        hints = None
-        if clock is not None:
-            hints = self._hints([hint_row(w, clock) for w in self._written_prefixes(time_ids)])
+        hints = self._hints(self._time_hint_rows(time_ids, clock)) if clock is not None else None
         generated = self._decode(
             torch.tensor([time_ids], device=self.device), sampling, state, hints, past=output.past_key_values
         )
