@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
+from datetime import time
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -55,6 +57,35 @@ class Companion(models.Model):
     )
     max_delay_minutes = models.PositiveIntegerField(
         default=7 * 24 * 60, help_text="Delays beyond this are clamped."
+    )
+    # Writing first: bubbles and follow-ups (scheduling's follow-up guards read these).
+    max_bubbles = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text="A reply may come in up to this many consecutive messages (1: one message).",
+    )
+    follow_ups_enabled = models.BooleanField(
+        default=True, help_text="Whether the companion writes again when the person stays silent."
+    )
+    follow_up_max_unanswered = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text="At most this many follow-ups in a row while the person does not answer.",
+    )
+    follow_ups_per_day = models.PositiveSmallIntegerField(
+        default=3, help_text="At most this many follow-ups on one day of the person's calendar."
+    )
+    follow_up_horizon_minutes = models.PositiveIntegerField(
+        default=24 * 60,
+        validators=[MinValueValidator(1)],
+        help_text="A follow-up the model places later than this is not sent (nothing to follow up on soon).",
+    )
+    quiet_hours_start = models.TimeField(
+        default=time(23, 0), help_text="From this local time of the person, no message the companion starts."
+    )
+    quiet_hours_end = models.TimeField(
+        default=time(8, 0),
+        help_text="Until this local time (equal to the start: no quiet hours). Asked-for times are exempt.",
     )
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -205,6 +205,9 @@ CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = (Queue("celery"), Queue("plan"), Queue("delivery"))
 CELERY_TASK_ROUTES = {
     "scheduling.plan_reply": {"queue": "plan"},
+    # The fan-out is a few queries; the follow-up plan itself runs the model, like plan_reply.
+    "scheduling.plan_follow_ups": {"queue": "plan"},
+    "scheduling.plan_follow_up": {"queue": "plan"},
     "scheduling.wake_reply": {"queue": "delivery"},
     "scheduling.dispatch_due_replies": {"queue": "delivery"},
 }
@@ -332,6 +335,7 @@ REPLY_TIME_SCALE = env.float("REPLY_TIME_SCALE", default=1.0)
 # the environment overrides it (None here means "not set": conf's default applies).
 SCHEDULING_REPLY_SOURCE = env("SCHEDULING_REPLY_SOURCE", default=None)
 SCHEDULING_PLAN_DEBOUNCE_SECONDS = env.float("SCHEDULING_PLAN_DEBOUNCE_SECONDS", default=None)
+SCHEDULING_FOLLOW_UP_PLAN_DELAY_SECONDS = env.float("SCHEDULING_FOLLOW_UP_PLAN_DELAY_SECONDS", default=None)
 SCHEDULING_DIALOGUE_MESSAGES = env.int("SCHEDULING_DIALOGUE_MESSAGES", default=None)
 SCHEDULING_DISPATCH_INTERVAL_SECONDS = env.int("SCHEDULING_DISPATCH_INTERVAL_SECONDS", default=None)
 SCHEDULING_ETA_HORIZON_SECONDS = env.int("SCHEDULING_ETA_HORIZON_SECONDS", default=None)

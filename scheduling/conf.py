@@ -20,6 +20,9 @@ _DEFAULTS: dict[str, Any] = {
     "SCHEDULING_REPLY_SOURCE": "scheduling.generation.default_reply_source",
     # A burst of person messages within this many seconds gets one answer (real seconds, unscaled).
     "SCHEDULING_PLAN_DEBOUNCE_SECONDS": 2.0,
+    # Seconds after a companion message is delivered before its follow-up is planned (times
+    # REPLY_TIME_SCALE): a person who writes back within them costs no model time.
+    "SCHEDULING_FOLLOW_UP_PLAN_DELAY_SECONDS": 30.0,
     # How many recent messages the generator sees.
     "SCHEDULING_DIALOGUE_MESSAGES": 20,
     # Every this many seconds beat runs the dispatcher, the recovery path for lost wake-ups.

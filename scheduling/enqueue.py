@@ -15,6 +15,8 @@ from celery import current_app
 PLAN_REPLY = "scheduling.plan_reply"
 WAKE_REPLY = "scheduling.wake_reply"
 DISPATCH_DUE_REPLIES = "scheduling.dispatch_due_replies"
+PLAN_FOLLOW_UPS = "scheduling.plan_follow_ups"
+PLAN_FOLLOW_UP = "scheduling.plan_follow_up"
 
 
 def plan_reply_enqueue(
@@ -27,3 +29,13 @@ def plan_reply_enqueue(
 def wake_reply_enqueue(*, reply_id: int, eta: datetime) -> None:
     """Queue the wake-up that advances every reply whose time has come by ``eta``."""
     current_app.send_task(WAKE_REPLY, args=[reply_id], eta=eta)
+
+
+def follow_up_plans_enqueue(*, message_ids: list[int], countdown: float) -> None:
+    """Queue one task that plans the follow-ups of delivered companion messages (fanned out there)."""
+    current_app.send_task(PLAN_FOLLOW_UPS, args=[message_ids], countdown=countdown)
+
+
+def follow_up_plan_enqueue(*, message_id: int) -> None:
+    """Queue the follow-up plan of one companion message."""
+    current_app.send_task(PLAN_FOLLOW_UP, args=[message_id])

@@ -28,7 +28,11 @@ logger = logging.getLogger(__name__)
 
 
 class ReplySource(Protocol):
-    """What the planner needs from a generator (``ReplyGenerator`` satisfies it)."""
+    """What the planner needs from a generator (``ReplyGenerator`` satisfies it).
+
+    ``max_bubbles``: how many consecutive messages the reply may hold (``GeneratedReply.more``);
+    a source that writes one message only may ignore it.
+    """
 
     def generate(
         self,
@@ -37,6 +41,7 @@ class ReplySource(Protocol):
         sampling: SamplingConfig | None = None,
         forced_at: datetime | None = None,
         max_delay: timedelta = ...,
+        max_bubbles: int = ...,
     ) -> GeneratedReply: ...
 
 

@@ -1,7 +1,8 @@
 """Bilingual phrase lists (English and Korean) kept in data files, and how text is matched against them.
 
-Used by the complaint guard rule and by the safety filter. A data file is plain UTF-8: one phrase
-per line, ``#`` starts a comment, ``[en]`` / ``[ko]`` headers name the language of what follows.
+Used by the guard rules (complaints, leave-alone requests, asked-for times) and by the safety
+filter. A data file is plain UTF-8: one phrase per line, ``#`` starts a comment, ``[en]`` /
+``[ko]`` headers name the language of what follows.
 
 Matching is forgiving about the things people vary when they type, and strict about words:
 
@@ -105,3 +106,13 @@ def complaint_phrases() -> PhraseList:
 
 def unsafe_phrases() -> PhraseList:
     return load_phrase_list("safety_lexicon.txt")
+
+
+def leave_alone_phrases() -> PhraseList:
+    """The person asked not to be written to: the follow-up guard declines."""
+    return load_phrase_list("leave_alone_phrases.txt")
+
+
+def time_request_phrases() -> PhraseList:
+    """The person asked to be written to at a time ("wake me at 7"): quiet hours do not hold."""
+    return load_phrase_list("time_request_phrases.txt")

@@ -20,7 +20,7 @@ from chat.metrics import metrics_enabled
 
 # Why a plan ended without a pending reply: the bounded codes behind ``outcome_reason``.
 PLAN_FAILURE_REASONS = ("generator_unavailable", "planning_error", "generation_failed")
-PLAN_OUTCOMES = ("pending", "superseded", "failed")
+PLAN_OUTCOMES = ("pending", "superseded", "failed", "declined")
 GUARD_RULES = (
     "max_delay",
     "complaint_cooldown",
@@ -28,8 +28,21 @@ GUARD_RULES = (
     "instant_threshold",
     "generation_fallback",
     "guard_retime",
+    "quiet_hours",
+    "follow_ups_enabled",
+    "leave_alone",
+    "unanswered_cap",
+    "follow_up_window",
+    "daily_cap",
 )
-GENERATION_PURPOSES = ("load", "propose", "fallback_instant", "guard_retime", "safety_regenerate")
+GENERATION_PURPOSES = (
+    "load",
+    "propose",
+    "follow_up",
+    "fallback_instant",
+    "guard_retime",
+    "safety_regenerate",
+)
 
 PLAN_SECONDS = Histogram(
     "companion_reply_plan_seconds",

@@ -5,6 +5,12 @@ A row is the single source of truth for one planned answer. Its life is
 delivered, and the transition out of ``pending`` is always a conditional write in the same
 transaction as its effect (the chat message, the person's new message). Celery and Redis
 carry wake-ups only; losing or doubling them changes nothing here.
+
+Three kinds of row: an ``answer`` to a person message (its trigger), a ``follow_up`` the
+companion writes first when the person stayed silent after a companion message (its trigger is
+that companion message), and a ``bubble``: a further message of the answer or follow-up before
+it (``after_reply``), delivered only once that one is no longer pending. A follow-up the guard
+rules decide against is stored ``declined``, with its decisions, and never delivered.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from chat.models import Conversation, Message
 
 
 class ScheduledReply(models.Model):
-    """One planned companion reply to one person message (its trigger)."""
+    """One planned companion message: an answer, a follow-up, or a further bubble of either."""
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -25,10 +31,32 @@ class ScheduledReply(models.Model):
         CANCELLED = "cancelled", "Cancelled"
         SUPERSEDED = "superseded", "Superseded"
         FAILED = "failed", "Failed"
+        DECLINED = "declined", "Declined"
+
+    class Kind(models.TextChoices):
+        ANSWER = "answer", "Answer"
+        FOLLOW_UP = "follow_up", "Follow-up"
+        BUBBLE = "bubble", "Bubble"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="scheduled_replies")
-    # One plan per trigger: a duplicated plan task finds the row and stops (idempotency).
-    trigger_message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="planned_reply")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.ANSWER)
+    # One plan per trigger: a duplicated plan task finds the row and stops (idempotency). An
+    # answer's trigger is the person's message, a follow-up's the companion message it follows;
+    # a bubble has none (its plan is the first row's).
+    trigger_message = models.OneToOneField(
+        Message, on_delete=models.CASCADE, related_name="planned_reply", null=True, blank=True
+    )
+    after_reply = models.OneToOneField(
+        "self",
+        on_delete=models.CASCADE,
+        related_name="next_bubble",
+        null=True,
+        blank=True,
+        help_text="The message of the same reply this bubble follows (delivered after it).",
+    )
+    bubble_index = models.PositiveSmallIntegerField(
+        default=0, help_text="0 for the first message of a reply."
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     text = models.TextField(blank=True)
     # The model's own proposal and the time after the guard rules, both on the companion's clock
@@ -71,8 +99,27 @@ class ScheduledReply(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(state__in=["pending", "sent", "cancelled", "superseded", "failed"]),
+                condition=Q(state__in=["pending", "sent", "cancelled", "superseded", "failed", "declined"]),
                 name="sched_reply_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["answer", "follow_up", "bubble"]), name="sched_reply_kind_valid"
+            ),
+            # A bubble hangs on the message before it; answers and follow-ups on their trigger.
+            models.CheckConstraint(
+                condition=(
+                    Q(
+                        kind="bubble",
+                        after_reply__isnull=False,
+                        trigger_message__isnull=True,
+                        bubble_index__gte=1,
+                    )
+                    | (
+                        ~Q(kind="bubble")
+                        & Q(after_reply__isnull=True, trigger_message__isnull=False, bubble_index=0)
+                    )
+                ),
+                name="sched_reply_bubble_shape",
             ),
             models.CheckConstraint(
                 condition=~Q(state="pending") | Q(due_at__isnull=False, typing_at__isnull=False),
@@ -85,4 +132,4 @@ class ScheduledReply(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"reply {self.pk} ({self.state}) due {self.due_at}"
+        return f"{self.kind} {self.pk} ({self.state}) due {self.due_at}"

@@ -115,7 +115,9 @@ class RemoteReplySource:
         sampling: SamplingConfig | None = None,
         forced_at: datetime | None = None,
         max_delay: timedelta = DEFAULT_MAX_DELAY,
+        max_bubbles: int = 1,
     ) -> GeneratedReply:
+        # The served grammar (served_grammar.py) writes one message: ``max_bubbles`` is not used.
         sampling = sampling or SamplingConfig()
         request = self.prompts.request(
             dialogue, forced_at=forced_at, max_delay=max_delay, max_new_tokens=sampling.max_new_tokens

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from django.db.models import QuerySet
 
 from chat.models import Conversation, Message
-from scheduling.guard_rules import GuardHistory, PersonTurn
+from companion.generator.transcript import zone
+from scheduling.guard_rules import FollowUpHistory, GuardHistory, PersonTurn
 from scheduling.models import ScheduledReply
 
 
@@ -59,7 +60,67 @@ def guard_history(
     )
 
 
-def conversation_replies(*, conversation: Conversation, state: str | None = None) -> QuerySet[ScheduledReply]:
-    """A conversation's scheduled replies, newest first, optionally in one state."""
+# The person's messages the leave-alone guard reads: the last few, within a day.
+_LEAVE_ALONE_MESSAGES = 3
+_LEAVE_ALONE_WITHIN = timedelta(days=1)
+
+
+def unanswered_follow_ups(*, conversation_id: int) -> int:
+    """Follow-ups sent or pending since the person's last message (the unanswered cap counts these)."""
+    last_person = latest_person_message_id(conversation_id=conversation_id) or 0
+    return ScheduledReply.objects.filter(
+        conversation_id=conversation_id,
+        kind=ScheduledReply.Kind.FOLLOW_UP,
+        state__in=[ScheduledReply.State.SENT, ScheduledReply.State.PENDING],
+        trigger_message_id__gt=last_person,
+    ).count()
+
+
+def follow_up_history(*, conversation: Conversation, now: datetime) -> FollowUpHistory:
+    """What the follow-up guards read: the unanswered count, recent follow-up days, recent person lines."""
+    tz = zone(conversation.time_zone)
+    days = [
+        at.astimezone(tz).date()
+        for at in ScheduledReply.objects.filter(
+            conversation=conversation,
+            kind=ScheduledReply.Kind.FOLLOW_UP,
+            state__in=[ScheduledReply.State.SENT, ScheduledReply.State.PENDING],
+            final_at__gte=now - timedelta(days=2),
+        ).values_list("final_at", flat=True)
+        if at is not None
+    ]
+    person_turns = [
+        PersonTurn(at=at, text=text)
+        for at, text in Message.objects.filter(
+            conversation=conversation, role=Message.Role.PERSON, created_at__gte=now - _LEAVE_ALONE_WITHIN
+        )
+        .order_by("-id")
+        .values_list("created_at", "text")[:_LEAVE_ALONE_MESSAGES]
+    ]
+    return FollowUpHistory(
+        unanswered=unanswered_follow_ups(conversation_id=conversation.pk),
+        follow_up_days=days,
+        person_turns=person_turns,
+    )
+
+
+def latest_message_id(*, conversation_id: int) -> int | None:
+    """The newest person or companion message of a conversation."""
+    return (
+        Message.objects.filter(
+            conversation_id=conversation_id, role__in=[Message.Role.PERSON, Message.Role.COMPANION]
+        )
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
+def conversation_replies(
+    *, conversation: Conversation, state: str | None = None, kind: str | None = None
+) -> QuerySet[ScheduledReply]:
+    """A conversation's scheduled replies, newest first, optionally of one state and one kind."""
     replies = ScheduledReply.objects.filter(conversation=conversation).order_by("-id")
-    return replies.filter(state=state) if state else replies
+    if state:
+        replies = replies.filter(state=state)
+    return replies.filter(kind=kind) if kind else replies

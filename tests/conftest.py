@@ -81,6 +81,7 @@ MODEL_DEFINING_SOURCES = (
     "conditioning.py",
     "corpus.py",
     "corpus_data.py",
+    "dialogue_json.py",
     "sentence_vectors.py",
     "training.py",
     "transcript.py",

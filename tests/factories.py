@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
@@ -30,6 +32,10 @@ class CompanionFactory(DjangoModelFactory[Companion]):
     description = "A cheerful college student who loves food and music."
     speaking_style = "casual, warm, short messages"
     default_time_zone = "Asia/Seoul"
+    # Tests run at any hour of the real clock: quiet hours are off unless a test sets them (the
+    # model's default, 23:00-08:00, is tested with injected clocks in test_follow_ups.py).
+    quiet_hours_start = datetime.time(0, 0)
+    quiet_hours_end = datetime.time(0, 0)
 
 
 class ConversationFactory(DjangoModelFactory[Conversation]):

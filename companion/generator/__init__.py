@@ -12,6 +12,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from companion.generator.dialogue_json import dialogue_from_json, dialogue_to_json, reply_bubbles_from_json
 from companion.generator.transcript import (
     DEFAULT_MAX_DELAY,
     PERSON_LABEL,
@@ -21,8 +22,7 @@ from companion.generator.transcript import (
     TranscriptError,
     Turn,
     companion_label,
-    dialogue_from_json,
-    dialogue_to_json,
+    parse_bubbles,
     parse_completion,
     parse_transcript,
     render_prompt,
@@ -53,12 +53,14 @@ __all__ = [
     "companion_label",
     "dialogue_from_json",
     "dialogue_to_json",
+    "parse_bubbles",
     "parse_completion",
     "parse_transcript",
     "render_prompt",
     "render_time",
     "render_training_example",
     "render_transcript",
+    "reply_bubbles_from_json",
     "resolve_time",
     "train_lora",
 ]

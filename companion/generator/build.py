@@ -32,10 +32,13 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 
 from companion.generator.conditioning import ConditionedLM, SentenceConditioning
 from companion.generator.corpus import CorpusConfig, corpus_sources, write_corpus
+from companion.generator.dialogue_json import dialogue_from_json, reply_bubbles_from_json
 from companion.generator.evaluate import evaluate
 from companion.generator.model import ReplyGenerator
 from companion.generator.training import TextIndex, TrainConfig, encode_example, train_loop, vector_table
-from companion.generator.transcript import dialogue_from_json, render_training_example
+from companion.generator.transcript import (
+    render_training_example,
+)
 
 __all__ = [
     "DEV_SET",
@@ -143,7 +146,8 @@ def training_pairs(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
         dialogue, reply = dialogue_from_json(row)
         if reply is None:
             raise ValueError(f"row {number} has neither prompt/completion nor a 'reply'")
-        pairs.append(render_training_example(dialogue, reply[0], reply[1]))
+        more = reply_bubbles_from_json(row, dialogue)
+        pairs.append(render_training_example(dialogue, reply[0], reply[1], more))
     return pairs
 
 

@@ -15,10 +15,10 @@ from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
+from companion.generator.dialogue_json import dialogue_from_json
 from companion.generator.transcript import (
     GenerationFailed,
     TranscriptError,
-    dialogue_from_json,
     render_time,
 )
 from companion.generator.types import SamplingConfig
@@ -171,7 +171,7 @@ def _rate(value: float | None) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from companion.generator.build import read_jsonl
-    from companion.generator.evaluate import evaluate
+    from companion.generator.evaluate import evaluate, evaluate_follow_ups
 
     if not Path(args.data).is_file():
         raise CommandError(f"no data file at {args.data}")
@@ -182,20 +182,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CommandError("--limit must be at least 1")
     _set_threads(args.threads)
     generator = _load(args)
-    predictions: list[dict[str, str]] | None = [] if args.predictions else None
-    metrics = evaluate(
-        generator,
-        rows,
-        sampling=_sampling(args),
-        constrained=not args.unconstrained,
-        max_delay=timedelta(minutes=args.max_delay_minutes),
-        limit=args.limit,
-        predictions=predictions,
-    )
+    predictions: list[dict[str, Any]] | None = [] if args.predictions else None
+    if args.follow_ups:
+        try:
+            metrics = evaluate_follow_ups(
+                generator,
+                rows,
+                sampling=_sampling(args),
+                max_delay=timedelta(minutes=args.max_delay_minutes),
+                limit=args.limit,
+                predictions=predictions,
+            )
+        except (TranscriptError, ValueError) as error:
+            raise CommandError(f"{args.data}: {error}") from error
+    else:
+        metrics = evaluate(
+            generator,
+            rows,
+            sampling=_sampling(args),
+            constrained=not args.unconstrained,
+            max_delay=timedelta(minutes=args.max_delay_minutes),
+            limit=args.limit,
+            predictions=predictions,
+        )
     if predictions is not None:
         lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in predictions)
         args.predictions.write_text(lines, encoding="utf-8")
-    print(json.dumps(metrics, indent=2) if args.json else _format_metrics(metrics))
+    if args.follow_ups or args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(_format_metrics(metrics))
     return 0
 
 
@@ -274,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help='write one JSON line per row: {"at": local time, "text": ...} or {"error": reason}',
+    )
+    evaluation.add_argument(
+        "--follow-ups",
+        action="store_true",
+        help="rows end with the companion's turn; score the follow-up decision (printed as JSON)",
     )
     evaluation.set_defaults(run=cmd_eval)
 

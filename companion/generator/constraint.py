@@ -14,7 +14,9 @@ Cost model (why it is cheap enough to leave on):
 * Per decoding step in the time phase: a walk of that small trie guided by the automaton,
   memoized per (prefix, time window): after the first reply almost every step is a cache hit.
 * Per step in the text phase: one precomputed additive mask (no newline, no special token, EOS
-  only once the text has a non-space character).
+  only once the text has a non-space character). Where the caller allows another bubble, a line
+  break may end the text like EOS; the next companion turn's ``[<companion>] [`` is then written
+  by the caller and its TIME constrained again, against the bubble before it.
 
 The maximum delay is folded into the automaton as a :class:`TimeWindow`: every TIME maps to
 ``N * 1440 + k`` minutes (``k`` = minutes from the previous turn's clock to TIME's clock), which
@@ -121,6 +123,16 @@ class VocabularyIndex:
         eos[[i for i in self.eos_ids if i < vocab_size]] = True
         self.text_mask = self._additive(text_ok)
         self.text_or_eos_mask = self._additive(text_ok | eos)
+        # A token that is exactly a line break ends a bubble and opens the next companion turn;
+        # a tokenizer without one cannot write bubbles (every reply is one message).
+        self.newline_id: int | None = next(
+            (i for i, text in enumerate(self.texts) if text == "\n" and i not in special), None
+        )
+        self.text_eos_or_newline_mask: torch.Tensor | None = None
+        if self.newline_id is not None:
+            newline = torch.zeros(vocab_size, dtype=torch.bool)
+            newline[self.newline_id] = True
+            self.text_eos_or_newline_mask = self._additive(text_ok | eos | newline)
         self.non_space_mask = self._additive(non_space)
         self._time_masks: OrderedDict[tuple[str, TimeWindow | None], torch.Tensor | None] = OrderedDict()
 
@@ -205,18 +217,24 @@ class VocabularyIndex:
 class DecodeState:
     """Where one sequence is in ``TIME "] " TEXT EOS``; advanced one generated token at a time."""
 
-    def __init__(self, index: VocabularyIndex, window: TimeWindow, prefix: str = "") -> None:
+    def __init__(
+        self, index: VocabularyIndex, window: TimeWindow, prefix: str = "", *, another_bubble: bool = False
+    ) -> None:
         self.index = index
         self.window = window
         self.prefix = prefix  # the time characters so far
         self.in_text = False
         self.has_text = False
+        # Whether the text may end with a line break (another bubble follows) instead of EOS.
+        self.another_bubble = another_bubble and index.text_eos_or_newline_mask is not None
 
     def mask(self, remaining: int) -> torch.Tensor | None:
         """The additive mask for the next token; None when no token can continue (a dead end)."""
         if not self.in_text:
             return self.index.time_mask(self.prefix, self.window)
         if self.has_text:
+            if self.another_bubble:
+                return self.index.text_eos_or_newline_mask
             return self.index.text_or_eos_mask
         # The last token of the budget must make the text non-empty.
         return self.index.non_space_mask if remaining <= 1 else self.index.text_mask

@@ -31,11 +31,11 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, cast
 
+from companion.generator.dialogue_json import dialogue_from_json
 from companion.generator.transcript import (
     DEFAULT_MAX_DELAY,
     Dialogue,
     GenerationFailed,
-    dialogue_from_json,
     zone,
 )
 from companion.generator.types import SamplingConfig
@@ -46,6 +46,7 @@ __all__ = [
     "bucket",
     "delay_metrics",
     "evaluate",
+    "evaluate_follow_ups",
     "garble_reasons",
     "register_of",
     "text_language",
@@ -334,4 +335,93 @@ def evaluate(
         "clamped": delay_metrics(pairs, clamp=CLAMP_MINUTES),
         "scenarios": scenarios,
         "text": text_metrics(texts),
+    }
+
+
+# The follow-up policy of the dev set (data/dev/README.md) and of the reply loop's defaults: a
+# follow-up sooner than this is a bubble the reply did not write, one later than the horizon
+# means nothing to follow up on soon.
+FOLLOW_UP_MIN_GAP = timedelta(minutes=10)
+FOLLOW_UP_HORIZON = timedelta(hours=24)
+
+
+def evaluate_follow_ups(
+    generator: Any,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    sampling: SamplingConfig | None = None,
+    max_delay: timedelta = DEFAULT_MAX_DELAY,
+    min_gap: timedelta = FOLLOW_UP_MIN_GAP,
+    horizon: timedelta = FOLLOW_UP_HORIZON,
+    limit: int | None = None,
+    predictions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Score the follow-up decision on rows whose dialogue ends with the companion's turn.
+
+    A row's gold ``reply`` is the follow-up (``{at, text}``) or ``null`` when none is deserved.
+    The model proposes the next companion turn; it is a follow-up when its delay after the last
+    turn lies within ``[min_gap, horizon]``. Returns the decision's precision, recall, F1 and
+    false-positive rate, the RMSLE (minutes) of the follow-up time over the rows where both the
+    gold and the model follow up (``rmsle``) and over every gold follow-up (``rmsle_all_gold``,
+    with the model's proposed time whatever it is), and the same by scenario. A generation that
+    fails counts as no follow-up (and is in ``parse_failures``).
+    """
+    tp = fp = fn = tn = failures = 0
+    squared: list[float] = []
+    squared_all: list[float] = []
+    by_scenario: dict[str, dict[str, int]] = defaultdict(lambda: {"examples": 0, "followed_up": 0})
+    total = 0
+    for row in rows:
+        if limit is not None and total >= limit:
+            break
+        dialogue, gold = dialogue_from_json(row)
+        if dialogue.turns[-1].role != "companion":
+            raise ValueError(f"follow-up row {total} does not end with the companion's turn")
+        total += 1
+        proposed: float | None = None
+        try:
+            reply = generator.generate(dialogue, sampling=sampling, max_delay=max_delay)
+        except GenerationFailed as error:
+            failures += 1
+            if predictions is not None:
+                predictions.append({"error": error.reason or "generation"})
+        else:
+            proposed = _minutes(reply.at, dialogue.last_at)
+            if predictions is not None:
+                local = reply.at.astimezone(zone(dialogue.time_zone))
+                predictions.append({"at": local.strftime("%Y-%m-%dT%H:%M"), "text": reply.text})
+        follows = proposed is not None and min_gap / timedelta(minutes=1) <= proposed <= horizon / timedelta(
+            minutes=1
+        )
+        deserved = gold is not None
+        tp += deserved and follows
+        fp += follows and not deserved
+        fn += deserved and not follows
+        tn += not deserved and not follows
+        if gold is not None and proposed is not None:
+            error_squared = (
+                math.log1p(max(proposed, 0.0)) - math.log1p(_minutes(gold[0], dialogue.last_at))
+            ) ** 2
+            squared_all.append(error_squared)
+            if follows:
+                squared.append(error_squared)
+        scenario = by_scenario[str(row.get("scenario", "all"))]
+        scenario["examples"] += 1
+        scenario["followed_up"] += bool(follows)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return {
+        "examples": total,
+        "parse_failures": failures,
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "fpr": fp / (fp + tn) if fp + tn else 0.0,
+        "rmsle": math.sqrt(sum(squared) / len(squared)) if squared else None,
+        "rmsle_all_gold": math.sqrt(sum(squared_all) / len(squared_all)) if squared_all else None,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "scenarios": {name: dict(counts) for name, counts in sorted(by_scenario.items())},
     }

@@ -12,6 +12,7 @@ Nothing is ever downloaded: every ``from_pretrained`` is ``local_files_only``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -31,7 +32,8 @@ from companion.generator.transcript import (
     GenerationFailed,
     InvalidCompletion,
     TranscriptError,
-    parse_completion,
+    companion_label,
+    parse_bubbles,
     render_prompt,
     render_time,
     zone,
@@ -41,7 +43,7 @@ from companion.generator.types import GeneratedReply, SamplingConfig
 if TYPE_CHECKING:
     from peft import PeftModel
 
-__all__ = ["ReplyGenerator", "default_device"]
+__all__ = ["BUBBLE_MAX_GAP", "ReplyGenerator", "default_device"]
 
 
 def default_device() -> str:
@@ -63,6 +65,21 @@ def _eos_ids(model: PreTrainedModel | PeftModel, tokenizer: Any) -> set[int]:
 
 
 TimeDecoding = Literal["distribution", "greedy"]
+# A further bubble of the same reply comes at most this long after the one before it; a longer
+# silence is a follow-up, planned on its own after delivery.
+BUBBLE_MAX_GAP = timedelta(minutes=5)
+
+
+@dataclass
+class _Decoded:
+    """One decoded stretch: its ids (EOS excluded), the KV cache after them, and whether a line
+    break asked for another bubble."""
+
+    ids: list[int]
+    past: Any
+    another_bubble: bool
+
+
 # Repeating a 3-token sequence inside one reply is how a small model loops ("ok ok ok ok").
 NO_REPEAT_NGRAM = 3
 
@@ -226,12 +243,18 @@ class ReplyGenerator(ClockScoring):
         forced_at: datetime | None = None,
         max_delay: timedelta = DEFAULT_MAX_DELAY,
         constrained: bool = True,
+        max_bubbles: int = 1,
     ) -> GeneratedReply:
         """Generate the next companion turn. Raises GenerationFailed when the output does not parse.
 
         ``forced_at`` fixes the reply's time (the guard rules use it to rewrite the text for a new
-        time); only the text is generated then.
+        time); only the text is generated then. With ``max_bubbles > 1`` the model may go on with
+        further companion turns of the same reply (``GeneratedReply.more``): a line break ends a
+        bubble instead of EOS, and each further TIME is constrained to at most
+        :data:`BUBBLE_MAX_GAP` after the bubble before it.
         """
+        if max_bubbles < 1:
+            raise ValueError("max_bubbles must be >= 1")
         sampling = sampling or SamplingConfig()
         previous = dialogue.last_at
         window = time_window(previous, dialogue.time_zone, max_delay)
@@ -242,7 +265,7 @@ class ReplyGenerator(ClockScoring):
             and self.time_decoding == "distribution"
             and self._digit_token_ids() is not None
         ):
-            return self._generate_from_distribution(dialogue, sampling, window, max_delay)
+            return self._generate_from_distribution(dialogue, sampling, window, max_delay, max_bubbles)
         if forced_at is not None:
             if forced_at.tzinfo is None:
                 raise TranscriptError("forced_at must be timezone-aware")
@@ -254,44 +277,119 @@ class ReplyGenerator(ClockScoring):
                 f"(need {self.index.min_new_tokens(window)})"
             )
         input_ids, token_vectors = self._prompt_inputs(dialogue, forced, sampling.max_new_tokens)
-        state = DecodeState(self.index, window, prefix=forced) if constrained else None
+        state = (
+            DecodeState(self.index, window, prefix=forced, another_bubble=max_bubbles > 1)
+            if constrained
+            else None
+        )
         clock = self._hint_clock(window)
         forced_ids = self._time_token_ids(forced[:-1]) if forced else []
         added = self._prompt_added(input_ids, token_vectors, forced_ids, clock)
-        generated = self._decode(input_ids, sampling, state, added, hint_clock=clock, written=forced)
-        at, text, completion = self._parsed(forced + self.index.decode(generated), dialogue, max_delay)
+        decoded = self._decode(input_ids, sampling, state, added, hint_clock=clock, written=forced)
+        completion = self._more_bubbles(
+            forced + self.index.decode(decoded.ids), decoded, dialogue, sampling, max_bubbles
+        )
+        reply = self._parsed(completion, dialogue, max_delay, max_bubbles, constrained=constrained)
         if forced_at is not None:
-            at = forced_at.astimezone(zone(dialogue.time_zone))
-        return GeneratedReply(at=at, text=text, completion=completion, constrained=constrained)
+            return GeneratedReply(
+                at=forced_at.astimezone(zone(dialogue.time_zone)),
+                text=reply.text,
+                completion=reply.completion,
+                constrained=constrained,
+                more=reply.more,
+            )
+        return reply
 
     def _generate_from_distribution(
-        self, dialogue: Dialogue, sampling: SamplingConfig, window: TimeWindow, max_delay: timedelta
+        self,
+        dialogue: Dialogue,
+        sampling: SamplingConfig,
+        window: TimeWindow,
+        max_delay: timedelta,
+        max_bubbles: int,
     ) -> GeneratedReply:
         """One prompt pass: score whole times on it, then decode the text on from its KV cache."""
         input_ids, token_vectors = self._prompt_inputs(dialogue, "", sampling.max_new_tokens)
         clock = self._hint_clock(window)
         output = self._forward(input_ids, None, self._prompt_added(input_ids, token_vectors, [], clock))
         time = self._choose_time(output, window, sampling)
-        state = DecodeState(self.index, window, prefix=time + "]")
+        state = DecodeState(self.index, window, prefix=time + "]", another_bubble=max_bubbles > 1)
         time_ids = self._time_token_ids(time)
         hints = self._hints(self._time_hint_rows(time_ids, clock)) if clock is not None else None
-        generated = self._decode(
+        decoded = self._decode(
             torch.tensor([time_ids], device=self.device), sampling, state, hints, past=output.past_key_values
         )
-        at, text, completion = self._parsed(time + "]" + self.index.decode(generated), dialogue, max_delay)
-        return GeneratedReply(at=at, text=text, completion=completion, constrained=True)
+        completion = self._more_bubbles(
+            time + "]" + self.index.decode(decoded.ids), decoded, dialogue, sampling, max_bubbles
+        )
+        return self._parsed(completion, dialogue, max_delay, max_bubbles, constrained=True)
 
-    @staticmethod
-    def _parsed(completion: str, dialogue: Dialogue, max_delay: timedelta) -> tuple[datetime, str, str]:
+    def _more_bubbles(
+        self,
+        completion: str,
+        decoded: _Decoded,
+        dialogue: Dialogue,
+        sampling: SamplingConfig,
+        max_bubbles: int,
+    ) -> str:
+        """Decode the further bubbles a line break asked for, on the same KV cache; the whole completion.
+
+        Each opens with ``\n[<companion>] [`` (written here, as in the training completions) and
+        its TIME is constrained to :data:`BUBBLE_MAX_GAP` after the bubble before it. Bubbles after
+        the first carry no clock hint (training gives them none either: see ``clock_hints``).
+        """
+        head = f"\n[{companion_label(dialogue.companion_name)}] ["
+        count = 1
+        while decoded.another_bubble and count < max_bubbles:
+            try:
+                bubbles = parse_bubbles(
+                    completion,
+                    previous=dialogue.last_at,
+                    time_zone=dialogue.time_zone,
+                    companion_name=dialogue.companion_name,
+                    max_delay=max(DEFAULT_MAX_DELAY, BUBBLE_MAX_GAP),
+                    max_bubbles=count,
+                )
+            except InvalidCompletion:
+                break  # the bubble so far does not parse: _parsed reports it
+            if len(bubbles) < count:
+                break
+            window = time_window(bubbles[-1][0], dialogue.time_zone, BUBBLE_MAX_GAP)
+            count += 1
+            state = DecodeState(self.index, window, another_bubble=count < max_bubbles)
+            head_ids = list(self.tokenizer(head, add_special_tokens=False)["input_ids"])
+            decoded = self._decode(
+                torch.tensor([head_ids], device=self.device), sampling, state, None, past=decoded.past
+            )
+            completion += head + self.index.decode(decoded.ids)
+        return completion
+
+    def _parsed(
+        self,
+        completion: str,
+        dialogue: Dialogue,
+        max_delay: timedelta,
+        max_bubbles: int,
+        *,
+        constrained: bool,
+    ) -> GeneratedReply:
         try:
-            at, text = parse_completion(
-                completion, previous=dialogue.last_at, time_zone=dialogue.time_zone, max_delay=max_delay
+            bubbles = parse_bubbles(
+                completion,
+                previous=dialogue.last_at,
+                time_zone=dialogue.time_zone,
+                companion_name=dialogue.companion_name,
+                max_delay=max_delay,
+                max_bubbles=max_bubbles,
             )
         except InvalidCompletion as error:
             raise GenerationFailed(
                 f"the model's completion does not parse: {error}", completion=completion, reason=error.reason
             ) from error
-        return at, text, completion
+        (at, text), *more = bubbles
+        return GeneratedReply(
+            at=at, text=text, completion=completion, constrained=constrained, more=tuple(more)
+        )
 
     def _decode(
         self,
@@ -302,7 +400,7 @@ class ReplyGenerator(ClockScoring):
         past: Any = None,
         hint_clock: int | None = None,
         written: str = "",
-    ) -> list[int]:
+    ) -> _Decoded:
         """Sample up to ``max_new_tokens`` ids after ``input_ids`` (shape ``(1, T)``), EOS excluded.
 
         ``past`` is the KV cache of what came before ``input_ids`` (None: ``input_ids`` is the whole
@@ -310,7 +408,8 @@ class ReplyGenerator(ClockScoring):
         tokens after them are on the open reply line, which carries no vector). With
         ``hint_clock``, each new token of the time carries its clock hint; ``written`` is the time
         text already in the context after the open ``[``. Under the constraint, the text never
-        repeats a 3-token sequence (no loops).
+        repeats a 3-token sequence (no loops). A line break the state allows ends the text with
+        ``another_bubble`` set; it is not fed, so the returned cache ends at the text's last token.
         """
         generator = None
         if sampling.seed is not None and sampling.temperature > 0:
@@ -344,13 +443,20 @@ class ReplyGenerator(ClockScoring):
             token = self._pick(logits, sampling, generator)
             if token in self.eos_ids:
                 break
+            if (
+                state is not None
+                and state.another_bubble
+                and state.in_text
+                and token == self.index.newline_id
+            ):
+                return _Decoded(generated, past, another_bubble=True)
             generated.append(token)
             if state is not None:
                 if state.in_text:
                     text_tokens.append(token)
                 state.advance(token)
             step_input = torch.tensor([[token]], device=self.device)
-        return generated
+        return _Decoded(generated, past, another_bubble=False)
 
     @staticmethod
     def _pick(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> int:

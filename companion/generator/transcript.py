@@ -31,7 +31,7 @@ Choices made where DESIGN.md is silent, kept here so every user reads the same r
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -47,8 +47,7 @@ __all__ = [
     "TranscriptError",
     "Turn",
     "companion_label",
-    "dialogue_from_json",
-    "dialogue_to_json",
+    "parse_bubbles",
     "parse_completion",
     "parse_transcript",
     "render_prompt",
@@ -201,13 +200,13 @@ def resolve_time(days: int, hour: int, minute: int, *, previous: datetime, time_
 
 def render_time(at: datetime, *, previous: datetime | None, time_zone: str) -> str:
     """The canonical TIME of ``at`` after ``previous`` (``HH:MM`` or ``+Nd HH:MM``)."""
-    _require_aware(at, "time")
+    require_aware(at, "time")
     tz = zone(time_zone)
     current = _floor_minute(at, tz)
     clock = f"{current.hour:02d}:{current.minute:02d}"
     if previous is None:
         return clock
-    _require_aware(previous, "previous time")
+    require_aware(previous, "previous time")
     floor_utc = _floor_minute(previous, tz).astimezone(UTC)
     current_utc = current.astimezone(UTC)
     if current_utc < floor_utc:
@@ -218,7 +217,7 @@ def render_time(at: datetime, *, previous: datetime | None, time_zone: str) -> s
     return clock if base == current_utc or days <= 0 else f"+{days}d {clock}"
 
 
-def _require_aware(at: Any, what: str) -> None:
+def require_aware(at: Any, what: str) -> None:
     if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
         raise TranscriptError(f"{what} must be a timezone-aware datetime, not {at!r}")
 
@@ -259,13 +258,32 @@ def render_prompt(dialogue: Dialogue) -> str:
     return f"{render_transcript(dialogue)}\n[{companion_label(dialogue.companion_name)}] ["
 
 
-def render_training_example(dialogue: Dialogue, reply_at: datetime, reply_text: str) -> dict[str, str]:
-    """``{"prompt": ..., "completion": "TIME] TEXT"}``; the tokenizer's EOS is appended at training time."""
-    text = _one_line(reply_text)
-    if not text:
-        raise TranscriptError("the reply's text is empty")
-    time = render_time(reply_at, previous=dialogue.last_at, time_zone=dialogue.time_zone)
-    return {"prompt": render_prompt(dialogue), "completion": f"{time}] {text}"}
+def render_training_example(
+    dialogue: Dialogue,
+    reply_at: datetime,
+    reply_text: str,
+    more: Sequence[tuple[datetime, str]] = (),
+) -> dict[str, str]:
+    """``{"prompt": ..., "completion": "TIME] TEXT"}``; the tokenizer's EOS is appended at training time.
+
+    ``more`` are further bubbles of the same reply, ``(at, text)`` in order: the completion then
+    reads ``TIME] TEXT\n[<companion>] [TIME] TEXT ...``, each time rendered against the bubble
+    before it.
+    """
+    label = companion_label(dialogue.companion_name)
+    parts = []
+    previous = dialogue.last_at
+    for index, (at, raw_text) in enumerate(((reply_at, reply_text), *more)):
+        text = _one_line(raw_text)
+        if not text:
+            raise TranscriptError("the reply's text is empty")
+        require_aware(at, "bubble time")
+        if at.astimezone(UTC) < previous.astimezone(UTC):
+            raise TranscriptError(f"bubble {index} is earlier than the turn before it")
+        time = render_time(at, previous=previous, time_zone=dialogue.time_zone)
+        parts.append(f"{time}] {text}" if index == 0 else f"[{label}] [{time}] {text}")
+        previous = at
+    return {"prompt": render_prompt(dialogue), "completion": "\n".join(parts)}
 
 
 _TIME_RE = re.compile(r"(?:\+(?P<days>[0-9]+)d )?(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2})")
@@ -306,7 +324,7 @@ def parse_completion(
 
     Raises :class:`InvalidCompletion` for anything off-grammar or later than ``previous + max_delay``.
     """
-    _require_aware(previous, "previous time")
+    require_aware(previous, "previous time")
     days, hour, minute, text = split_completion(completion)
     # Checked before any arithmetic so "+99999999d" is an error, not an OverflowError.
     if days > max_delay // _DAY + 1:
@@ -324,6 +342,41 @@ def parse_completion(
             "beyond_max_delay", f"{at.isoformat()} is more than {max_delay} later", completion=completion
         )
     return at, text
+
+
+def parse_bubbles(
+    completion: str,
+    *,
+    previous: datetime,
+    time_zone: str,
+    companion_name: str,
+    max_delay: timedelta = DEFAULT_MAX_DELAY,
+    max_bubbles: int = 1,
+) -> tuple[tuple[datetime, str], ...]:
+    """Every bubble of a completion, ``((at, text), ...)``: ``TIME] TEXT`` then, on each further line,
+    ``[<companion>] [TIME] TEXT``, each time resolved against the bubble before it.
+
+    At most ``max_bubbles`` are read; parsing stops at the first line that is not a further
+    companion turn (a model that runs on into the person's turn), so only the first bubble must
+    parse. Each bubble's delay from the one before it must be within ``max_delay``.
+    """
+    if max_bubbles < 1:
+        raise ValueError("max_bubbles must be >= 1")
+    lines = completion.split("\n")
+    head = f"[{companion_label(companion_name)}] ["
+    bubbles = [parse_completion(lines[0], previous=previous, time_zone=time_zone, max_delay=max_delay)]
+    for line in lines[1:max_bubbles]:
+        if not line.startswith(head):
+            break
+        try:
+            bubbles.append(
+                parse_completion(
+                    line[len(head) :], previous=bubbles[-1][0], time_zone=time_zone, max_delay=max_delay
+                )
+            )
+        except InvalidCompletion:
+            break
+    return tuple(bubbles)
 
 
 _TURN_RE = re.compile(r"\[(?P<speaker>[^\[\]]+)\] \[(?P<time>[^\[\]]*)\] (?P<text>.*)")
@@ -382,83 +435,3 @@ def parse_transcript(
 
 
 # --- the JSON line format of issue 3 (independent of the rendering) ---------------------------
-
-
-def _local_at(value: Any, tz: ZoneInfo, where: str) -> datetime:
-    if not isinstance(value, str):
-        raise TranscriptError(f"{where}: 'at' must be an ISO datetime string")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as error:
-        raise TranscriptError(f"{where}: 'at' {value!r} is not an ISO datetime") from error
-    if parsed.tzinfo is None:
-        # The format carries local wall-clock time; a time in a DST gap moves forward, a
-        # repeated one takes its first occurrence (fold=0), as in the grammar.
-        parsed = parsed.replace(tzinfo=tz)
-    return parsed.astimezone(UTC).astimezone(tz)
-
-
-def dialogue_from_json(obj: Mapping[str, Any]) -> tuple[Dialogue, tuple[datetime, str] | None]:
-    """Read one evaluation/corpus line: ``(Dialogue, (reply_at, reply_text) or None)``.
-
-    Keys: ``turns`` (required), ``time_zone`` (default ``"UTC"``), ``companion`` {name, persona},
-    ``person`` {age_group}, ``reply`` {at, text}. ``at`` is local wall-clock time (an explicit
-    offset is also accepted and converted). Unknown keys are ignored.
-    """
-    if not isinstance(obj, Mapping):
-        raise TranscriptError("a dialogue must be a JSON object")
-    time_zone = obj.get("time_zone") or "UTC"
-    if not isinstance(time_zone, str):
-        raise TranscriptError("'time_zone' must be a string")
-    tz = zone(time_zone)
-    companion = obj.get("companion") or {}
-    person = obj.get("person") or {}
-    if not isinstance(companion, Mapping) or not isinstance(person, Mapping):
-        raise TranscriptError("'companion' and 'person' must be objects")
-    raw_turns = obj.get("turns")
-    if not isinstance(raw_turns, list) or not raw_turns:
-        raise TranscriptError("'turns' must be a non-empty list")
-    turns = []
-    for index, raw in enumerate(raw_turns):
-        where = f"turn {index}"
-        if not isinstance(raw, Mapping):
-            raise TranscriptError(f"{where} must be an object")
-        text = raw.get("text")
-        if not isinstance(text, str):
-            raise TranscriptError(f"{where}: 'text' must be a string")
-        turns.append(Turn(role=raw.get("role"), at=_local_at(raw.get("at"), tz, where), text=text))  # type: ignore[arg-type]
-    age_group = person.get("age_group")
-    dialogue = Dialogue(
-        turns=tuple(turns),
-        time_zone=time_zone,
-        companion_name=str(companion.get("name") or "Luda"),
-        persona=str(companion.get("persona") or ""),
-        age_group=str(age_group) if age_group else None,
-    )
-    raw_reply = obj.get("reply")
-    if raw_reply is None:
-        return dialogue, None
-    if not isinstance(raw_reply, Mapping) or not isinstance(raw_reply.get("text"), str):
-        raise TranscriptError("'reply' must be an object with 'at' and 'text'")
-    return dialogue, (_local_at(raw_reply.get("at"), tz, "reply"), raw_reply["text"])
-
-
-def _wall(at: datetime, tz: ZoneInfo) -> str:
-    local = at.astimezone(tz)
-    spec = "minutes" if local.second == 0 and local.microsecond == 0 else "seconds"
-    return local.replace(tzinfo=None).isoformat(timespec=spec)
-
-
-def dialogue_to_json(dialogue: Dialogue, reply: tuple[datetime, str] | None = None) -> dict[str, Any]:
-    """The JSON line of :func:`dialogue_from_json` (local wall-clock times, no offsets)."""
-    tz = zone(dialogue.time_zone)
-    obj: dict[str, Any] = {"time_zone": dialogue.time_zone, "companion": {"name": dialogue.companion_name}}
-    if dialogue.persona:
-        obj["companion"]["persona"] = dialogue.persona
-    if dialogue.age_group:
-        obj["person"] = {"age_group": dialogue.age_group}
-    obj["turns"] = [{"role": t.role, "at": _wall(t.at, tz), "text": t.text} for t in dialogue.turns]
-    if reply is not None:
-        _require_aware(reply[0], "reply time")
-        obj["reply"] = {"at": _wall(reply[0], tz), "text": reply[1]}
-    return obj

@@ -8,12 +8,17 @@ from datetime import datetime
 
 @dataclass(frozen=True)
 class GeneratedReply:
-    """A generated reply: when (aware, in the dialogue's zone) and what, plus the raw completion."""
+    """A generated reply: when (aware, in the dialogue's zone) and what, plus the raw completion.
+
+    ``more`` holds the further bubbles of the same reply, ``(at, text)`` in order, each at or
+    after the one before it (empty for a reply in one message).
+    """
 
     at: datetime
     text: str
     completion: str
     constrained: bool
+    more: tuple[tuple[datetime, str], ...] = ()
 
 
 @dataclass(frozen=True)

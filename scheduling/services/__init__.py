@@ -13,6 +13,10 @@ Celery message is a wake-up that may be lost or arrive twice:
   with ``SELECT ... FOR UPDATE OF reply, conversation SKIP LOCKED`` and, in one transaction,
   create the chat messages (one INSERT per claimed batch; ``scheduled_reply_id`` is unique)
   and mark the rows ``sent`` (one UPDATE, conditional on ``pending``);
+* after a delivered batch commits, the next bubble of each message is woken and one task fans
+  out the follow-up plans (:mod:`.follow_ups`): :func:`follow_up_plan` asks the model whether
+  and when the companion writes again, under the follow-up guards (stored ``pending`` or
+  ``declined``), and a person's message cancels it like any pending reply;
 * :func:`reply_wakes_queue` queues ETA wake-ups, one per short slot: each wake-up advances
   every reply whose time has come (typing, then delivery), so their number follows the clock,
   not the number of replies.
@@ -34,9 +38,11 @@ from scheduling.services.delivery import reply_deliver
 from scheduling.services.dispatch import DispatchReport, due_replies_dispatch
 from scheduling.services.drafting import PlanRecord, ReplyDraft
 from scheduling.services.errors import DeliveryConflict, ReplyInvariantViolated, ReplyPlanInvalid
+from scheduling.services.follow_ups import follow_up_plans_fan_out, lost_follow_up_plans_requeue
 from scheduling.services.hooks import on_person_message_committed, on_person_message_in_transaction
-from scheduling.services.planning import reply_plan
-from scheduling.services.wakeups import WakeOutcome, reply_wake, reply_wakes_queue
+from scheduling.services.planning import follow_up_plan, reply_plan
+from scheduling.services.wake_slots import reply_wakes_queue
+from scheduling.services.wakeups import WakeOutcome, reply_wake
 
 __all__ = [
     "DeliveryConflict",
@@ -47,6 +53,9 @@ __all__ = [
     "ReplyPlanInvalid",
     "WakeOutcome",
     "due_replies_dispatch",
+    "follow_up_plan",
+    "follow_up_plans_fan_out",
+    "lost_follow_up_plans_requeue",
     "on_person_message_committed",
     "on_person_message_in_transaction",
     "replies_cancel_pending",

@@ -29,8 +29,10 @@ from chat.services import (
 )
 from chat.text_rules import ChatInputInvalid, validate_message_text
 from scheduling import conf, metrics
+from scheduling.enqueue import follow_up_plans_enqueue
 from scheduling.models import ScheduledReply
 from scheduling.services.errors import DeliveryConflict
+from scheduling.services.wake_slots import reply_wakes_queue
 
 logger = logging.getLogger(__name__)
 State = ScheduledReply.State
@@ -39,11 +41,14 @@ _REPLIES = ScheduledReply._meta.db_table
 _CONVERSATIONS = Conversation._meta.db_table
 
 # The reply and its conversation locked in one statement, skipping both when either is taken
-# (the lock order of scheduling.services); only the columns delivery reads.
+# (the lock order of scheduling.services); only the columns delivery reads. A bubble waits until
+# the message before it is no longer pending, so a reply's bubbles arrive in order.
 _CLAIM_SQL = f"""
 SELECT reply.id, reply.conversation_id, reply.text, reply.due_at
 FROM {_REPLIES} AS reply JOIN {_CONVERSATIONS} AS conversation ON conversation.id = reply.conversation_id
 WHERE reply.state = %s AND reply.due_at <= %s {{only_one}}
+  AND (reply.after_reply_id IS NULL OR NOT EXISTS (
+    SELECT 1 FROM {_REPLIES} AS before WHERE before.id = reply.after_reply_id AND before.state = 'pending'))
 ORDER BY reply.due_at
 LIMIT %s
 FOR UPDATE OF reply, conversation SKIP LOCKED
@@ -182,9 +187,42 @@ def deliver_due(*, now: datetime | None, batch_size: int, time_budget_seconds: f
             batch = _claim(now=current, batch_size=batch_size)
             sent = _deliver_claimed(batch, now=current)
         _report_delivered(batch, sent=sent, now=current, seconds=time.monotonic() - batch_started)
+        _after_delivery(sent, now=current)
         delivered |= sent
         if len(batch) < batch_size or time.monotonic() - started > time_budget_seconds:
             return delivered
+
+
+def _after_delivery(sent: set[int], *, now: datetime) -> None:
+    """Once a batch is committed: wake the next bubble of each delivered message, and queue the
+    follow-up plans of the messages that end their reply (one task per batch, for companions
+    with follow-ups on). Both are wake-ups: losing them costs a wait, never a wrong message."""
+    if not sent:
+        return
+    rows = ScheduledReply.objects.filter(id__in=sent).values_list(
+        "message_id",
+        "next_bubble__id",
+        "next_bubble__state",
+        "next_bubble__typing_at",
+        "conversation__companion__follow_ups_enabled",
+    )
+    wakes: list[tuple[int, datetime]] = []
+    follow: list[int] = []
+    for message_id, next_id, next_state, next_typing_at, follow_ups_enabled in rows:
+        if next_id is not None and next_state == State.PENDING:
+            wakes.append((next_id, max(now, next_typing_at or now)))
+        elif next_id is None and follow_ups_enabled and message_id is not None:
+            follow.append(message_id)
+    if wakes:
+        reply_wakes_queue(wakes=wakes, now=now)
+    if follow:
+        follow_up_plans_enqueue(message_ids=follow, countdown=follow_up_plan_delay())
+
+
+def follow_up_plan_delay() -> float:
+    """Seconds after a delivery before its follow-up is planned (REPLY_TIME_SCALE applied): a
+    person who answers within them costs no model time."""
+    return float(conf.setting("SCHEDULING_FOLLOW_UP_PLAN_DELAY_SECONDS")) * conf.time_scale()
 
 
 def _report_delivered(
@@ -232,4 +270,5 @@ def reply_deliver(*, reply_id: int, now: datetime | None = None) -> bool:
             return False
         sent = _deliver_claimed(claimed, now=now)
     _report_delivered(claimed, sent=sent, now=now, seconds=time.monotonic() - started)
+    _after_delivery(sent, now=now)
     return reply_id in sent

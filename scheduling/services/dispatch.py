@@ -1,7 +1,8 @@
 """The dispatcher: the beat-driven recovery path for every wake-up that Celery may have lost.
 
 It delivers every due reply, queues wake-ups for replies whose typing starts within the ETA
-horizon (again, when an earlier one got lost), and re-queues plans that never ran.
+horizon (again, when an earlier one got lost), and re-queues plans (answers and follow-ups)
+that never ran.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from scheduling import conf
 from scheduling.enqueue import plan_reply_enqueue
 from scheduling.models import ScheduledReply
 from scheduling.services.delivery import deliver_due, dispatch_batch_size, dispatch_time_budget
-from scheduling.services.wakeups import reply_wakes_queue
+from scheduling.services.follow_ups import lost_follow_up_plans_requeue
+from scheduling.services.wake_slots import reply_wakes_queue
 
 State = ScheduledReply.State
 
@@ -32,6 +34,7 @@ class DispatchReport:
     delivered: int
     wakeups_queued: int
     plans_requeued: int
+    follow_up_plans_requeued: int = 0
 
 
 def due_replies_dispatch(
@@ -59,6 +62,7 @@ def due_replies_dispatch(
         delivered=len(delivered),
         wakeups_queued=_queue_upcoming_wakeups(now=current),
         plans_requeued=_requeue_lost_plans(now=current),
+        follow_up_plans_requeued=lost_follow_up_plans_requeue(now=current),
     )
 
 

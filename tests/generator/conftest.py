@@ -19,7 +19,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from companion.generator import Dialogue, Turn, render_training_example
 from companion.generator.corpus import CorpusConfig, build_corpus
-from companion.generator.transcript import dialogue_from_json
+from companion.generator.dialogue_json import dialogue_from_json
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from companion.generator import evaluate as evaluate_module
+from companion.generator.dialogue_json import dialogue_from_json
 from companion.generator.evaluate import (
     GARBLE_REASONS,
     evaluate,
@@ -21,7 +22,10 @@ from companion.generator.evaluate import (
     text_language,
     text_metrics,
 )
-from companion.generator.transcript import Dialogue, GenerationFailed, dialogue_from_json
+from companion.generator.transcript import (
+    Dialogue,
+    GenerationFailed,
+)
 from companion.generator.types import GeneratedReply, SamplingConfig
 
 

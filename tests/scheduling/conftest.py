@@ -62,6 +62,8 @@ class Step:
     text: str = ""
     delay: timedelta = timedelta(0)
     error: Exception | None = None
+    # Further bubbles: (delay after the bubble before, text); only as many as max_bubbles allows.
+    more: tuple[tuple[timedelta, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Call:
     forced_at: datetime | None
     sampling: Any
     last_at: datetime
+    max_bubbles: int = 1
 
 
 @dataclass
@@ -85,8 +88,11 @@ class ScriptedSource:
         sampling: Any = None,
         forced_at: datetime | None = None,
         max_delay: timedelta = timedelta(days=7),
+        max_bubbles: int = 1,
     ) -> GeneratedReply:
-        self.calls.append(Call(forced_at=forced_at, sampling=sampling, last_at=dialogue.last_at))
+        self.calls.append(
+            Call(forced_at=forced_at, sampling=sampling, last_at=dialogue.last_at, max_bubbles=max_bubbles)
+        )
         if not self.steps:
             raise AssertionError("the scripted source ran out of steps")
         step = self.steps.pop(0)
@@ -94,8 +100,17 @@ class ScriptedSource:
             raise step.error
         at = forced_at if forced_at is not None else dialogue.last_at + step.delay
         local = at.astimezone(ZoneInfo(dialogue.time_zone))
+        more = []
+        previous = local
+        for gap, text in step.more[: max_bubbles - 1]:
+            previous = previous + gap
+            more.append((previous, text))
         return GeneratedReply(
-            at=local, text=step.text, completion=f"{local:%H:%M}] {step.text}", constrained=True
+            at=local,
+            text=step.text,
+            completion=f"{local:%H:%M}] {step.text}",
+            constrained=True,
+            more=tuple(more),
         )
 
 

@@ -41,8 +41,11 @@ def test_staff_list_a_conversations_replies_with_state_due_time_and_decisions(pl
     assert response.json() == [
         {
             "id": planned.pk,
+            "kind": "answer",
             "state": "pending",
             "trigger_message_id": planned.trigger_message_id,
+            "after_reply_id": None,
+            "bubble_index": 0,
             "text": planned.text,
             "proposed_at": iso(planned.proposed_at),
             "final_at": iso(planned.final_at),
@@ -60,11 +63,13 @@ def test_staff_list_a_conversations_replies_with_state_due_time_and_decisions(pl
             "message_id": None,
         }
     ]
+    # a delayed answer is a message the companion starts: it also meets the quiet hours
     assert [d["rule"] for d in response.json()[0]["guard_decisions"]] == [
         "max_delay",
         "complaint_cooldown",
         "delay_ration",
         "instant_threshold",
+        *(["quiet_hours"] if planned.is_delayed else []),
     ]
 
 
@@ -76,7 +81,7 @@ def test_the_state_filter_narrows_and_an_unknown_state_is_a_400_with_a_reason(pl
     assert bad.status_code == 400
     assert bad.json() == {
         "code": "state_invalid",
-        "detail": "state must be one of pending, sent, cancelled, superseded, failed.",
+        "detail": "state must be one of pending, sent, cancelled, superseded, failed, declined.",
     }
 
 
@@ -88,7 +93,7 @@ def test_an_empty_or_near_miss_state_is_a_400_not_every_reply(conversation, staf
         400,
         {
             "code": "state_invalid",
-            "detail": "state must be one of pending, sent, cancelled, superseded, failed.",
+            "detail": "state must be one of pending, sent, cancelled, superseded, failed, declined.",
         },
     )
 

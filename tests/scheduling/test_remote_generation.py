@@ -181,6 +181,7 @@ def assert_parses(reply: ScheduledReply) -> None:
     propose = reply.generation_attempts[0]
     assert (propose["purpose"], propose["ok"], propose["constrained"]) == ("propose", True, True)
     trigger = reply.trigger_message
+    assert trigger is not None
     at, text = parse_completion(
         propose["completion"],
         previous=trigger.created_at,
