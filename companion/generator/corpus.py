@@ -131,9 +131,15 @@ def held_out(text: str) -> bool:
 
 
 def _typo(text: str) -> str:
-    """Swap two adjacent letters inside the longest word (a plausible slip of the thumb)."""
+    """Swap two adjacent letters inside the longest word (a plausible slip of the thumb).
+
+    A slot ("{time}") is not a word: a typo there would leave the slot unfilled ("{itme}").
+    """
     words = text.split(" ")
-    longest = max(range(len(words)), key=lambda i: len(words[i]))
+    candidates = [i for i, word in enumerate(words) if "{" not in word and "}" not in word]
+    if not candidates:
+        return text
+    longest = max(candidates, key=lambda i: len(words[i]))
     word = words[longest]
     if len(word) < 4 or not word[1:3].isalpha():
         return text
