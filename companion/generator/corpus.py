@@ -4,7 +4,9 @@ The lines themselves live in ``data/corpus/*.jsonl`` (one intent per line: what 
 companion writes in a situation, when the companion answers, and what it answers in each age
 group's register; see that folder's README and ``corpus_data.py``). This module only places them
 in time: a random day and clock within the intent's plausible hours, a zone of the language,
-0-3 turns of small talk before the decisive turn, and the reply's time by the intent's timing rule:
+0-3 exchanges of small talk before the decisive turn, and the reply's time by the intent's timing
+rule. The four follow-up timings end the transcript with the companion's own ``answer`` (0-1
+minute after the person's line); their ``reply`` is the message it writes next, unprompted:
 
 ==================  ====================================================================
 timing              reply
@@ -22,7 +24,20 @@ leave_alone         180-420 minutes later
 busy_for            the stated duration + 3-8 minutes (``{duration}`` slot)
 busy_until          the stated clock time + 3-8 minutes (``{time}`` slot)
 wake_at             exactly the stated clock time (``{time}`` slot)
+follow_morning      the person said good night, the companion answered: next morning
+                    07:20-09:30 ("good morning!! did you sleep ok?")
+follow_after        the person left for an activity, the companion answered: the
+                    activity's ``minutes`` after that answer ("how was the food?")
+follow_event        an event at ``{time}`` (1-6 h ahead, on the half hour), the companion
+                    wished luck: the event's clock time + ``minutes`` ("how did it go??")
+no_follow_up        a natural close the companion closed: 2-4 days later, 10:00-21:00
+                    local ("hey stranger!"); the product reads beyond 24 h as no follow-up
 ==================  ====================================================================
+
+An instant-type intent (instant, complaint, back) may carry ``bubbles``: pairs of messages that
+make one reply. The composer uses a pair for about 40% of such replies (the reply's second
+message is ``more``, in the same minute or one minute later), and small talk sometimes shows a
+pair as two consecutive companion turns; a single message stays the norm.
 
 A person's line is used as written or with light noise: lower case, a prefix ("omg", "헐"), a
 suffix (" lol", " ㅋㅋ"), Korean without spaces, a swapped-letter typo. The held-out split is
@@ -47,13 +62,20 @@ from pathlib import Path
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
-from companion.generator.corpus_data import CORPUS_DIR, CorpusDataError, Intent, load_intents, load_slots
+from companion.generator.corpus_data import (
+    CORPUS_DIR,
+    FOLLOW_UPS,
+    CorpusDataError,
+    Intent,
+    load_intents,
+    load_slots,
+)
 
 __all__ = ["SCENARIO_WEIGHTS", "CorpusConfig", "build_corpus", "corpus_sources", "write_corpus"]
 
 Split = Literal["train", "val"]
 
-# How often each timing opens a conversation: a little under half are instant, as in real chat.
+# How often each timing opens a conversation: about 38% instant, as in real chat, and 15% follow-ups.
 SCENARIO_WEIGHTS = {
     "instant": 36,
     "complaint": 5,
@@ -68,7 +90,17 @@ SCENARIO_WEIGHTS = {
     "busy_for": 4,
     "busy_until": 3,
     "wake_at": 4,
+    # Follow-ups (about 15% of all examples; the weights above keep their proportions).
+    "follow_morning": 4,
+    "follow_after": 5,
+    "follow_event": 4,
+    "no_follow_up": 5,
 }
+_BUBBLE_SHARE = 0.4  # of the replies of an intent with bubbles
+_SMALL_TALK_BUBBLE_SHARE = 0.3  # of the small-talk answers whose intent has bubbles
+_NO_FOLLOW_UP_DAYS = (2, 4)
+_NO_FOLLOW_UP_MINUTES = (10 * 60, 21 * 60)  # local clock of the check-in, 10:00-21:00 inclusive
+_EVENT_AHEAD = (60, 360)  # minutes from the person's line to the event, on the half hour
 _FIXED_DELAYS = {"bye": (150, 300), "abuse": (150, 330), "leave_alone": (180, 420)}
 _MORNING = (7 * 60 + 20, 9 * 60 + 30)
 _COMPANION_NAME_MARKS = ("luda", "루다")
@@ -99,9 +131,15 @@ def held_out(text: str) -> bool:
 
 
 def _typo(text: str) -> str:
-    """Swap two adjacent letters inside the longest word (a plausible slip of the thumb)."""
+    """Swap two adjacent letters inside the longest word (a plausible slip of the thumb).
+
+    A slot ("{time}") is not a word: a typo there would leave the slot unfilled ("{itme}").
+    """
     words = text.split(" ")
-    longest = max(range(len(words)), key=lambda i: len(words[i]))
+    candidates = [i for i, word in enumerate(words) if "{" not in word and "}" not in word]
+    if not candidates:
+        return text
+    longest = max(candidates, key=lambda i: len(words[i]))
     word = words[longest]
     if len(word) < 4 or not word[1:3].isalpha():
         return text
@@ -201,12 +239,28 @@ class _Writer:
     def reply_of(self, intent: Intent) -> str:
         return self.mention(self.rng.choice(intent.replies_for(self.age_group)))
 
+    def answer_of(self, intent: Intent) -> str:
+        return self.mention(self.rng.choice(intent.answers_for(self.age_group)))
+
+    def bubbles_of(self, intent: Intent, share: float) -> tuple[str, str] | None:
+        """A two-message reply of the intent, ``share`` of the time when it has any."""
+        pairs = intent.bubbles_for(self.age_group)
+        if not pairs or self.rng.random() >= share:
+            return None
+        first, second = self.rng.choice(pairs)
+        return self.mention(first), self.mention(second)
+
     def small_talk(self, most: int) -> None:
         pool = self.library.small_talk[self.lang]
         for _ in range(self.rng.randint(0, most) if pool else 0):
             intent = self.rng.choice(pool)
             self.say("person", self.person_line(intent), gap=self.rng.randint(0, 3))
-            self.say("companion", self.reply_of(intent), gap=self.rng.choice((0, 0, 0, 1)))
+            pair = self.bubbles_of(intent, _SMALL_TALK_BUBBLE_SHARE)
+            if pair is None:
+                self.say("companion", self.reply_of(intent), gap=self.rng.choice((0, 0, 0, 1)))
+            else:
+                self.say("companion", pair[0], gap=self.rng.choice((0, 0, 0, 1)))
+                self.say("companion", pair[1], gap=_second_bubble_gap(self.rng))
 
     def _wall(self, instant: datetime) -> str:
         return instant.astimezone(self.zone).replace(tzinfo=None).isoformat(timespec="minutes")
@@ -224,12 +278,18 @@ class _Writer:
         minute = self.rng.randrange(*_MORNING)
         return self.next_local(minute // 60, minute % 60)
 
-    def example(self, intent: Intent, reply_at: datetime, reply_text: str) -> dict[str, Any]:
+    def example(
+        self, intent: Intent, reply_at: datetime, reply_text: str, more: str | None = None
+    ) -> dict[str, Any]:
+        reply: dict[str, Any] = {"at": self._wall(reply_at), "text": reply_text}
+        if more is not None:
+            second_at = reply_at + timedelta(minutes=_second_bubble_gap(self.rng))
+            reply["more"] = [{"at": self._wall(second_at), "text": more}]
         example: dict[str, Any] = {
             "time_zone": str(self.zone),
             "companion": {"name": self.companion},
             "turns": self.turns,
-            "reply": {"at": self._wall(reply_at), "text": reply_text},
+            "reply": reply,
             "scenario": intent.timing,
             "intent": intent.name,
         }
@@ -238,6 +298,11 @@ class _Writer:
         if self.age_group:
             example["person"] = {"age_group": self.age_group}
         return example
+
+
+def _second_bubble_gap(rng: random.Random) -> int:
+    """Minutes between the two messages of a pair: the same minute 70% of the time, else one."""
+    return 0 if rng.random() < 0.7 else 1
 
 
 def clock_words(lang: str, hour: int, minute: int, rng: random.Random, *, daytime: bool) -> str:
@@ -259,6 +324,8 @@ def _compose(w: _Writer, intent: Intent) -> dict[str, Any]:
     rng, timing = w.rng, intent.timing
     w.start(intent.hours)
     w.small_talk(3 if timing == "instant" else 2)
+    if timing in FOLLOW_UPS:
+        return _follow_up(w, intent)
     reply_text = w.reply_of(intent)
     if timing in ("companion_leaves", "companion_sleeps"):
         w.say("companion", rng.choice(w.library.announce[intent.name]), gap=rng.randint(0, 2))
@@ -273,19 +340,24 @@ def _compose(w: _Writer, intent: Intent) -> dict[str, Any]:
             return w.example(intent, w.morning(), reply_text)
         return w.example(intent, w.now + timedelta(minutes=rng.randint(*intent.minutes)), reply_text)
     line = w.person_line(intent)
+    pair = w.bubbles_of(intent, _BUBBLE_SHARE)
+    if pair is not None:
+        reply_text, more = pair
+    else:
+        more = None
     if timing == "complaint" and w.library.small_talk[w.lang] and rng.random() < 0.5:
         unanswered = rng.choice(w.library.small_talk[w.lang])
         w.say("person", w.person_line(unanswered), gap=rng.randint(0, 3))
         w.say("person", line, gap=rng.randint(3, 40))
-        return w.example(intent, w.now, reply_text)
+        return w.example(intent, w.now, reply_text, more)
     if timing == "back":
         w.say("person", line, gap=rng.randint(20, 240) if w.turns else 0)
-        return w.example(intent, w.now, reply_text)
+        return w.example(intent, w.now, reply_text, more)
     if timing in ("busy_for", "busy_until", "wake_at"):
         return _slotted(w, intent, line, reply_text)
     w.say("person", line, gap=rng.randint(0, 3))
     if timing in ("instant", "complaint"):
-        return w.example(intent, w.now, reply_text)
+        return w.example(intent, w.now, reply_text, more)
     if timing == "person_leaves":
         if intent.minutes is None:  # corpus_data requires minutes for this timing
             raise CorpusDataError(f"intent {intent.name!r} leaves without a minutes range")
@@ -294,6 +366,36 @@ def _compose(w: _Writer, intent: Intent) -> dict[str, Any]:
         return w.example(intent, w.morning(), reply_text)
     low, high = _FIXED_DELAYS[timing]
     return w.example(intent, w.now + timedelta(minutes=rng.randint(low, high)), reply_text)
+
+
+def _follow_up(w: _Writer, intent: Intent) -> dict[str, Any]:
+    """The person's line, the companion's answer at once (the last turn), then its follow-up."""
+    rng, timing = w.rng, intent.timing
+    line = w.person_line(intent)
+    w.now += timedelta(minutes=rng.randint(0, 3))
+    event: datetime | None = None
+    if timing == "follow_event":
+        local = w.local()
+        now = local.hour * 60 + local.minute
+        first = -(-(now + _EVENT_AHEAD[0]) // 30) * 30  # the first half hour at least 1 h ahead
+        start = rng.randrange(first, now + _EVENT_AHEAD[1] + 1, 30)
+        hour, minute = divmod(start % 1440, 60)
+        line = line.replace("{time}", clock_words(w.lang, hour, minute, rng, daytime=True))
+        event = w.next_local(hour, minute)
+    w.say("person", line)
+    w.say("companion", w.answer_of(intent), gap=rng.choice((0, 0, 1)))
+    reply_text = w.reply_of(intent)
+    if timing == "follow_morning":
+        return w.example(intent, w.morning(), reply_text)
+    if timing == "no_follow_up":
+        day = w.local().date() + timedelta(days=rng.randint(*_NO_FOLLOW_UP_DAYS))
+        minute = rng.randint(*_NO_FOLLOW_UP_MINUTES)
+        at = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=w.zone).astimezone(UTC)
+        return w.example(intent, at, reply_text)
+    if intent.minutes is None:  # corpus_data requires minutes for follow_after and follow_event
+        raise CorpusDataError(f"intent {intent.name!r} follows up without a minutes range")
+    after = event if event is not None else w.now
+    return w.example(intent, after + timedelta(minutes=rng.randint(*intent.minutes)), reply_text)
 
 
 def _slotted(w: _Writer, intent: Intent, line: str, reply_text: str) -> dict[str, Any]:

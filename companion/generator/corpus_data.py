@@ -18,9 +18,11 @@ from typing import Any
 
 __all__ = [
     "CORPUS_DIR",
+    "FOLLOW_UPS",
     "TIMINGS",
     "CorpusDataError",
     "Intent",
+    "companion_lines",
     "load_intents",
     "load_slots",
 ]
@@ -42,10 +44,19 @@ TIMINGS = (
     "busy_for",
     "busy_until",
     "wake_at",
+    "follow_morning",
+    "follow_after",
+    "follow_event",
+    "no_follow_up",
 )
-NEEDS_MINUTES = ("person_leaves", "companion_leaves")
+# Follow-ups: the conversation ends with the companion's own ``answer``; ``reply`` is what it
+# writes next, after the person went quiet.
+FOLLOW_UPS = ("follow_morning", "follow_after", "follow_event", "no_follow_up")
+# Instant-type timings, whose reply may come as two consecutive messages (``bubbles``).
+BUBBLE_TIMINGS = ("instant", "complaint", "back")
+NEEDS_MINUTES = ("person_leaves", "companion_leaves", "follow_after", "follow_event")
 NEEDS_ANNOUNCE = ("companion_leaves", "companion_sleeps")
-SLOT_OF = {"busy_for": "{duration}", "busy_until": "{time}", "wake_at": "{time}"}
+SLOT_OF = {"busy_for": "{duration}", "busy_until": "{time}", "wake_at": "{time}", "follow_event": "{time}"}
 SLOTS = ("{duration}", "{time}")
 
 
@@ -66,10 +77,22 @@ class Intent:
     minutes: tuple[int, int] | None = None
     hours: tuple[float, float] = (0.0, 24.0)
     source: str = field(default="", compare=False)
+    answers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    bubbles: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     def replies_for(self, age_group: str | None) -> tuple[str, ...]:
         """The reply lines of an age group's register (adult when the group has none)."""
         return self.replies.get(age_group or "adult") or self.replies["adult"]
+
+    def answers_for(self, age_group: str | None) -> tuple[str, ...]:
+        """A follow-up intent's immediate answers in an age group's register (adult fallback)."""
+        return self.answers.get(age_group or "adult") or self.answers["adult"]
+
+    def bubbles_for(self, age_group: str | None) -> tuple[tuple[str, str], ...]:
+        """The two-message replies of an age group's register (adult fallback; empty: none)."""
+        if not self.bubbles:
+            return ()
+        return self.bubbles.get(age_group or "adult") or self.bubbles["adult"]
 
 
 def _lines(value: Any, where: str, key: str, *, slot: str | None = None) -> tuple[str, ...]:
@@ -88,6 +111,31 @@ def _lines(value: Any, where: str, key: str, *, slot: str | None = None) -> tupl
             raise CorpusDataError(f"{where}: {key} line {text!r} uses the slot {stray[0]} this timing lacks")
         lines.append(text)
     return tuple(lines)
+
+
+def _registers(raw: Any, where: str, key: str, lang: str) -> dict[str, Any]:
+    """An object keyed by register: ``adult`` required, ``senior`` required in Korean, no others."""
+    if not isinstance(raw, dict) or "adult" not in raw:
+        raise CorpusDataError(f"{where}: '{key}' must be an object with at least 'adult'")
+    if lang == "ko" and "senior" not in raw:
+        what = "replies" if key == "reply" else f"{key} lines"
+        raise CorpusDataError(f"{where}: a Korean intent needs 'senior' {what} (존댓말)")
+    unknown = set(raw) - set(REGISTERS)
+    if unknown:
+        raise CorpusDataError(f"{where}: unknown {key} register(s) {sorted(unknown)}")
+    return raw
+
+
+def _pairs(value: Any, where: str, key: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, list) or not value:
+        raise CorpusDataError(f"{where}: '{key}' must be a non-empty list of pairs")
+    pairs = []
+    for pair in value:
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise CorpusDataError(f"{where}: {key} entry {pair!r} is not a pair of exactly 2 lines")
+        first, second = _lines(pair, where, key)
+        pairs.append((first, second))
+    return tuple(pairs)
 
 
 def _intent(row: Any, where: str) -> Intent:
@@ -109,6 +157,8 @@ def _intent(row: Any, where: str) -> Intent:
         if not 10 <= raw[0] <= raw[1] <= 24 * 60:
             raise CorpusDataError(f"{where}: 'minutes' must satisfy 10 <= low <= high <= 1440")
         minutes = (raw[0], raw[1])
+    elif "minutes" in row:
+        raise CorpusDataError(f"{where}: '{timing}' takes no 'minutes'")
     hours = row.get("hours", [0, 24])
     if not (
         isinstance(hours, list) and len(hours) == 2 and all(isinstance(h, int | float) for h in hours)
@@ -120,18 +170,30 @@ def _intent(row: Any, where: str) -> Intent:
         person = _lines(row["person"], where, "person") if row.get("person") else ()
     else:
         person = _lines(row.get("person"), where, "person", slot=slot)
-    raw_replies = row.get("reply")
-    if not isinstance(raw_replies, dict) or "adult" not in raw_replies:
+    if "reply" not in row:
         raise CorpusDataError(f"{where}: 'reply' must be an object with at least 'adult'")
-    if lang == "ko" and "senior" not in raw_replies:
-        raise CorpusDataError(f"{where}: a Korean intent needs 'senior' replies (존댓말)")
-    unknown = set(raw_replies) - set(REGISTERS)
-    if unknown:
-        raise CorpusDataError(f"{where}: unknown reply register(s) {sorted(unknown)}")
     replies = {
         register: _lines(lines, where, f"reply.{register}", slot="{time}" if timing == "wake_at" else None)
-        for register, lines in raw_replies.items()
+        for register, lines in _registers(row["reply"], where, "reply", lang).items()
     }
+    answers: dict[str, tuple[str, ...]] = {}
+    if timing in FOLLOW_UPS:
+        if "answer" not in row:
+            raise CorpusDataError(f"{where}: a follow-up ('{timing}') needs 'answer' (its reply at once)")
+        answers = {
+            register: _lines(lines, where, f"answer.{register}")
+            for register, lines in _registers(row["answer"], where, "answer", lang).items()
+        }
+    elif "answer" in row:
+        raise CorpusDataError(f"{where}: 'answer' belongs to follow-up timings only, not '{timing}'")
+    bubbles: dict[str, tuple[tuple[str, str], ...]] = {}
+    if "bubbles" in row:
+        if timing not in BUBBLE_TIMINGS:
+            raise CorpusDataError(f"{where}: 'bubbles' belong to instant-type timings only, not '{timing}'")
+        bubbles = {
+            register: _pairs(pairs, where, f"bubbles.{register}")
+            for register, pairs in _registers(row["bubbles"], where, "bubbles", lang).items()
+        }
     return Intent(
         name=name,
         lang=lang,
@@ -142,6 +204,8 @@ def _intent(row: Any, where: str) -> Intent:
         minutes=minutes,
         hours=(float(hours[0]), float(hours[1])),
         source=where,
+        answers=answers,
+        bubbles=bubbles,
     )
 
 
@@ -178,16 +242,26 @@ def load_slots(path: Path | None = None) -> dict[str, list[tuple[str, int]]]:
 
 def _summary(intents: Sequence[Intent]) -> str:
     person = {line for intent in intents for line in intent.person}
-    companion = {
-        line for intent in intents for lines in (intent.announce, *intent.replies.values()) for line in lines
-    }
+    companion = {line for intent in intents for line in companion_lines(intent)}
     by_timing: dict[str, int] = {}
     for intent in intents:
         by_timing[intent.timing] = by_timing.get(intent.timing, 0) + 1
+    bubbled = [intent for intent in intents if intent.bubbles]
+    pairs = sum(len(pairs) for intent in bubbled for pairs in intent.bubbles.values())
     return (
         f"{len(intents)} intents, {len(person)} distinct person lines, {len(companion)} distinct companion "
-        f"lines; by timing: {json.dumps(by_timing, sort_keys=True)}"
+        f"lines; by timing: {json.dumps(by_timing, sort_keys=True)}; "
+        f"{len(bubbled)} intents with bubbles ({pairs} pairs)"
     )
+
+
+def companion_lines(intent: Intent) -> list[str]:
+    """Every line the companion writes in an intent: announcements, answers, replies, bubbles."""
+    lines = [*intent.announce]
+    for group in (intent.answers, intent.replies):
+        lines += [line for register in group.values() for line in register]
+    lines += [line for pairs in intent.bubbles.values() for pair in pairs for line in pair]
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
