@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -38,6 +39,7 @@ def test_every_service_has_a_memory_limit():
         "redis": "256m",
         "migrate": "512m",
         "web": "1g",
+        "proxy": "128m",
         "worker": "512m",
         "planner": "2g",
         "beat": "512m",
@@ -79,3 +81,23 @@ def test_settings_read_the_separate_redis_urls():
         "redis://:pw@redis:6379/1",
         ["redis://:pw@redis:6379/2"],
     ]
+
+
+def test_web_scales_behind_the_proxy_which_upgrades_websockets_and_is_the_one_trusted_hop():
+    # web publishes no host port (N replicas could not share one); the proxy owns :8000
+    assert "ports" not in SERVICES["web"]
+    assert SERVICES["proxy"]["ports"] == ["8000:80"]
+    assert SERVICES["proxy"]["image"].startswith("nginx:")
+    mount = "./ops/nginx/companion.conf:/etc/nginx/conf.d/default.conf:ro"
+    assert SERVICES["proxy"]["volumes"] == [mount]
+    conf = (REPO_ROOT / "ops/nginx/companion.conf").read_text()
+    assert "server web:8000" in conf
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf
+    assert "proxy_set_header Connection $connection_upgrade;" in conf
+    assert conf.count("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;") == 2
+    # the proxy's fixed address is what web believes X-Forwarded-For from
+    address = SERVICES["proxy"]["networks"]["default"]["ipv4_address"]
+    assert SERVICES["web"]["environment"]["TRUSTED_PROXIES"] == f"${{TRUSTED_PROXIES:-{address}/32}}"
+    subnet = COMPOSE["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+    assert conf.count("{") == conf.count("}")
