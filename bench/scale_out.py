@@ -15,10 +15,12 @@ embedded Redis) serve:
 
 Each of ``--people`` people (a user, a token and a conversation each) sends ``--messages``
 messages over a WebSocket in a closed loop: send, wait for its own ``message.created`` and for the
-companion's reply, send the next. Three phases, each with people of its own:
+companion's reply, send the next. Phases, each with people of its own (after a short warm-up):
 
 1. ``web1``: every socket on one web process;
 2. ``web2``: the same load dealt over both (the ratio web2/web1 of replies/s is the scale-out);
+   ``--rounds`` rounds of both, in the order 1, 2, 2, 1, … so that the machine's drifting other
+   load favours neither;
 3. ``kill``: dealt over both, and one web process SIGKILLed after ``--kill-after`` (replies, or
    seconds with an ``s``): its people reconnect to the other one with ``?after=<last id>``, resend
    a message whose echo never came (same ``client_id``) and go on.
@@ -32,7 +34,7 @@ processes) and Redis' command counts (``INFO commandstats``); at the end it time
 against the same Redis (redis-py: round trips, and pipelined batches for the server's own cost).
 Ends with one JSON line.
 
-    .venv/bin/python bench/scale_out.py                      # --people 20 --messages 20 --kill-after 200
+    .venv/bin/python bench/scale_out.py       # --people 20 --messages 20 --rounds 2 --kill-after 200: ~2 min
     .venv/bin/python bench/scale_out.py --people 40 --messages 30 --kill-after 10s --seed 2
 """
 
