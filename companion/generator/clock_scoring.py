@@ -41,6 +41,7 @@ class ClockScoring:
     device: torch.device
     conditioning: SentenceConditioning | None
     instant_threshold: float
+    later_threshold: float
     _time_ids: dict[str, list[int]]
     _digits: dict[str, int] | None
     _written: dict[str, list[str]]
@@ -184,9 +185,10 @@ class ClockScoring:
 
     def _tree_candidates(
         self, output: Any, window: TimeWindow, digits: dict[str, int]
-    ) -> tuple[list[TimeCandidate], list[float]]:
+    ) -> tuple[list[TimeCandidate], list[float], float]:
         """Every allowed clock of the next 23 hours with its exact log-probability, plus ``+1d`` grid
-        candidates when the model gives a day count any weight."""
+        candidates when the model gives a day count any weight, and that weight (the probability
+        of a delay of a day or more)."""
         past, last_logits = output.past_key_values, output.logits[0, -1].float()
         clock = self._hint_clock(window)
         clocks = self._clock_log_probs(
@@ -202,7 +204,7 @@ class ClockScoring:
         if later and plus > math.log(0.01):
             candidates += later
             log_probs += self._score_times(past, last_logits, later, clock)
-        return candidates, log_probs
+        return candidates, log_probs, math.exp(plus)
 
     def _choose_time(self, output: Any, window: TimeWindow, sampling: SamplingConfig) -> str:
         """The reply's TIME, decided from the model's probabilities of whole times (``time_choice``).
@@ -215,11 +217,13 @@ class ClockScoring:
         digits = self._digit_token_ids()
         if digits is None:  # generate() takes this path only for a digit-per-token tokenizer
             raise GenerationFailed("distribution time decoding needs a digit-per-token tokenizer")
-        candidates, log_probs = self._tree_candidates(output, window, digits)
+        candidates, log_probs, later_mass = self._tree_candidates(output, window, digits)
         chosen = choose(
             candidates,
             log_probs,
             instant_threshold=self.instant_threshold,
+            later_mass=later_mass,
+            later_threshold=self.later_threshold,
             temperature=sampling.temperature,
             rng=rng,
         )

@@ -30,7 +30,8 @@ follow_after        the person left for an activity, the companion answered: the
                     activity's ``minutes`` after that answer ("how was the food?")
 follow_event        an event at ``{time}`` (1-6 h ahead, on the half hour), the companion
                     wished luck: the event's clock time + ``minutes`` ("how did it go??")
-no_follow_up        a natural close the companion closed: 2-4 days later, 10:00-21:00
+no_follow_up        a natural close the companion closed, or (70%) any exchange of everyday
+                    chat: 2-4 days later, 10:00-21:00
                     local ("hey stranger!"); the product reads beyond 24 h as no follow-up
 ==================  ====================================================================
 
@@ -75,7 +76,8 @@ __all__ = ["SCENARIO_WEIGHTS", "CorpusConfig", "build_corpus", "corpus_sources",
 
 Split = Literal["train", "val"]
 
-# How often each timing opens a conversation: about 38% instant, as in real chat, and 15% follow-ups.
+# How often each timing opens a conversation: about 36% instant, as in real chat, and 18% follow-ups
+# (no follow-up the most common of them: most conversations that stop have nothing pending).
 SCENARIO_WEIGHTS = {
     "instant": 36,
     "complaint": 5,
@@ -94,9 +96,10 @@ SCENARIO_WEIGHTS = {
     "follow_morning": 4,
     "follow_after": 5,
     "follow_event": 4,
-    "no_follow_up": 5,
+    "no_follow_up": 10,
 }
 _BUBBLE_SHARE = 0.4  # of the replies of an intent with bubbles
+_ORDINARY_ENDING_SHARE = 0.7  # of no_follow_up conversations, ending on everyday chat instead
 _SMALL_TALK_BUBBLE_SHARE = 0.3  # of the small-talk answers whose intent has bubbles
 _NO_FOLLOW_UP_DAYS = (2, 4)
 _NO_FOLLOW_UP_MINUTES = (10 * 60, 21 * 60)  # local clock of the check-in, 10:00-21:00 inclusive
@@ -382,16 +385,29 @@ def _follow_up(w: _Writer, intent: Intent) -> dict[str, Any]:
         hour, minute = divmod(start % 1440, 60)
         line = line.replace("{time}", clock_words(w.lang, hour, minute, rng, daytime=True))
         event = w.next_local(hour, minute)
+    answer = w.answer_of(intent)
+    chat = w.library.small_talk[w.lang]
+    if timing == "no_follow_up" and chat and rng.random() < _ORDINARY_ENDING_SHARE:
+        # Most conversations that stop have nothing pending: any exchange of everyday chat can be
+        # the last one, so the model learns that only a reason (a night, an activity, an event)
+        # brings a follow-up soon, not the particular closing lines of a few intents.
+        ending = rng.choice(chat)
+        line, answer = w.person_line(ending), w.reply_of(ending)
+    else:
+        ending = None
     w.say("person", line)
-    w.say("companion", w.answer_of(intent), gap=rng.choice((0, 0, 1)))
+    w.say("companion", answer, gap=rng.choice((0, 0, 1)))
     reply_text = w.reply_of(intent)
-    if timing == "follow_morning":
-        return w.example(intent, w.morning(), reply_text)
     if timing == "no_follow_up":
         day = w.local().date() + timedelta(days=rng.randint(*_NO_FOLLOW_UP_DAYS))
         minute = rng.randint(*_NO_FOLLOW_UP_MINUTES)
         at = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=w.zone).astimezone(UTC)
-        return w.example(intent, at, reply_text)
+        example = w.example(intent, at, reply_text)
+        if ending is not None:
+            example["ending"] = ending.name
+        return example
+    if timing == "follow_morning":
+        return w.example(intent, w.morning(), reply_text)
     if intent.minutes is None:  # corpus_data requires minutes for follow_after and follow_event
         raise CorpusDataError(f"intent {intent.name!r} follows up without a minutes range")
     after = event if event is not None else w.now

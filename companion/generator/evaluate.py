@@ -358,9 +358,10 @@ def evaluate_follow_ups(
 ) -> dict[str, Any]:
     """Score the follow-up decision on rows whose dialogue ends with the companion's turn.
 
-    A row's gold ``reply`` is the follow-up (``{at, text}``) or ``null`` when none is deserved.
-    The model proposes the next companion turn; it is a follow-up when its delay after the last
-    turn lies within ``[min_gap, horizon]``. Returns the decision's precision, recall, F1 and
+    A row's gold ``reply`` is the follow-up (``{at, text}``) or ``null`` when none is deserved; a
+    gold reply later than the horizon (the corpus's check-in days later) also means none. The
+    model proposes the next companion turn; it is a follow-up when its delay after the last turn
+    lies within ``[min_gap, horizon]``. Returns the decision's precision, recall, F1 and
     false-positive rate, the RMSLE (minutes) of the follow-up time over the rows where both the
     gold and the model follow up (``rmsle``) and over every gold follow-up (``rmsle_all_gold``,
     with the model's proposed time whatever it is), and the same by scenario. A generation that
@@ -390,18 +391,17 @@ def evaluate_follow_ups(
             if predictions is not None:
                 local = reply.at.astimezone(zone(dialogue.time_zone))
                 predictions.append({"at": local.strftime("%Y-%m-%dT%H:%M"), "text": reply.text})
-        follows = proposed is not None and min_gap / timedelta(minutes=1) <= proposed <= horizon / timedelta(
-            minutes=1
-        )
-        deserved = gold is not None
+        low, high = min_gap / timedelta(minutes=1), horizon / timedelta(minutes=1)
+        follows = proposed is not None and low <= proposed <= high
+        gold_minutes = _minutes(gold[0], dialogue.last_at) if gold is not None else None
+        # A gold check-in days later (the corpus's "nothing to follow up on soon") is no follow-up.
+        deserved = gold_minutes is not None and low <= gold_minutes <= high
         tp += deserved and follows
         fp += follows and not deserved
         fn += deserved and not follows
         tn += not deserved and not follows
-        if gold is not None and proposed is not None:
-            error_squared = (
-                math.log1p(max(proposed, 0.0)) - math.log1p(_minutes(gold[0], dialogue.last_at))
-            ) ** 2
+        if deserved and gold_minutes is not None and proposed is not None:
+            error_squared = (math.log1p(max(proposed, 0.0)) - math.log1p(gold_minutes)) ** 2
             squared_all.append(error_squared)
             if follows:
                 squared.append(error_squared)

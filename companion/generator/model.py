@@ -25,7 +25,7 @@ from companion.generator.clock_scoring import ClockScoring
 from companion.generator.conditioning import SentenceConditioning, has_conditioning, token_turn_texts
 from companion.generator.constraint import DecodeState, TimeWindow, VocabularyIndex, time_window
 from companion.generator.sentence_vectors import SentenceVectors, shared_vectors
-from companion.generator.time_choice import INSTANT_THRESHOLD
+from companion.generator.time_choice import INSTANT_THRESHOLD, LATER_THRESHOLD
 from companion.generator.transcript import (
     DEFAULT_MAX_DELAY,
     Dialogue,
@@ -105,6 +105,7 @@ class ReplyGenerator(ClockScoring):
         vectors: SentenceVectors | None = None,
         time_decoding: TimeDecoding = "distribution",
         instant_threshold: float = INSTANT_THRESHOLD,
+        later_threshold: float = LATER_THRESHOLD,
     ) -> None:
         if time_decoding not in ("distribution", "greedy"):
             raise ValueError(f"time_decoding must be 'distribution' or 'greedy', not {time_decoding!r}")
@@ -115,6 +116,7 @@ class ReplyGenerator(ClockScoring):
         self.vectors = (vectors or shared_vectors()) if conditioning is not None else None
         self.time_decoding = time_decoding
         self.instant_threshold = instant_threshold
+        self.later_threshold = later_threshold
         self._time_ids: dict[str, list[int]] = {}
         self._written: dict[str, list[str]] = {}
         self._digits: dict[str, int] | None = None

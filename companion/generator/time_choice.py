@@ -16,10 +16,15 @@ delay. Here the model scores whole candidate TIMEs instead:
    never teaches such a delay, and a model that writes one has almost surely missed the instant
    minute.
 2. **Decision** (:func:`choose`): the reply is instant when the mass of delays under 5 minutes
-   reaches ``instant_threshold`` of the whole. Otherwise the reply goes to the most probable
-   delayed time (the mode: a probability per minute, not a mass, so that a wide bucket cannot win
-   on breadth: a vague model spreads a little mass over the 720 minutes of "12 h+", and that
-   would outweigh a sharp peak at "in 90 minutes").
+   reaches ``instant_threshold`` of the whole. Otherwise, when the model's probability of a day
+   count (a delay of a day or more: the TIME starts with ``+``, read off the first character's
+   distribution exactly) reaches ``later_threshold``, the reply goes to the most probable of the
+   later candidates: "in a few days" is spread thin over thousands of minutes, so no single one
+   of them would win the mode against a same-day minute, although together they are what the
+   model means (a follow-up after a conversation that simply ended). Otherwise the reply goes to
+   the most probable delayed time (the mode: a probability per minute, not a mass, so that a wide
+   bucket cannot win on breadth: a vague model spreads a little mass over the 720 minutes of
+   "12 h+", and that would outweigh a sharp peak at "in 90 minutes").
 3. **Refinement** (:func:`neighbours`, grid candidates only): the exact minutes around that
    candidate are scored and the most probable is the answer, so "wake me at 6:47" can still come
    out at 06:47.
@@ -38,11 +43,22 @@ from functools import lru_cache
 
 from companion.generator.time_window import TimeWindow
 
-__all__ = ["INSTANT_THRESHOLD", "TimeCandidate", "choose", "day_candidates", "grid_candidates", "neighbours"]
+__all__ = [
+    "INSTANT_THRESHOLD",
+    "LATER_THRESHOLD",
+    "TimeCandidate",
+    "choose",
+    "day_candidates",
+    "grid_candidates",
+    "neighbours",
+]
 
 # Chosen on the val split (the best mean F1 of 0.05-0.5 over two seeds of the default preset; see
 # README), never on dev.
 INSTANT_THRESHOLD = 0.3
+# The probability of a day count or more that sends the reply a day or more later; chosen on the
+# val split's follow-up examples (README), never on dev.
+LATER_THRESHOLD = 0.5
 BUCKET_EDGES = (5, 30, 120, 360, 720)  # minutes, the evaluation's six buckets
 _LAST_DAY0 = 23 * 60  # delays of 23-24 h are never candidates (see the module docstring)
 
@@ -109,10 +125,15 @@ def choose(
     log_probs: Sequence[float],
     *,
     instant_threshold: float = INSTANT_THRESHOLD,
+    later_mass: float = 0.0,
+    later_threshold: float = LATER_THRESHOLD,
     temperature: float = 0.0,
     rng: random.Random | None = None,
 ) -> TimeCandidate:
-    """Step 2: the instant candidate, or the most probable delayed one.
+    """Step 2: the instant candidate, the most probable later one, or the most probable delayed one.
+
+    ``later_mass`` is the model's probability that the delay is a day or more (its TIME starts
+    with ``+``); it counts only when candidates of a day or more are given.
 
     With ``temperature > 0`` a bucket is sampled from the (tempered) bucket masses instead, and
     the candidate within it from its probabilities.
@@ -141,6 +162,9 @@ def choose(
         return rng.choices([c for c, _ in members], [p ** (1 / temperature) for _, p in members])[0]
     if instant and by_bucket.get(0, 0.0) >= instant_threshold * total:
         return instant[0]
+    later = [i for i, c in enumerate(candidates) if c.minutes >= 1440]
+    if later and later_mass >= later_threshold:
+        return candidates[max(later, key=probabilities.__getitem__)]
     delayed = [i for i, b in enumerate(buckets) if b > 0]
     if not delayed:
         return instant[0] if instant else candidates[max(range(len(masses)), key=masses.__getitem__)]

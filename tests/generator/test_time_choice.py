@@ -81,3 +81,22 @@ def test_a_sharp_peak_beats_a_wide_bucket_spread_thin() -> None:
     chosen = choose(candidates, _log_probs(candidates, {"12:34": 0.01, "14:05": 0.05}, 2e-3))
 
     assert chosen.time == "14:05"
+
+
+def test_a_day_or_more_wins_when_the_model_puts_that_much_on_a_day_count() -> None:
+    # given: a sharp same-day peak at +600 min, and "a few days later" spread thin over later clocks
+    candidates = [
+        TimeCandidate("10:00", 0, 1.0),
+        TimeCandidate("20:00", 600, 1.0),
+        TimeCandidate("+2d 14:00", 2 * 1440 + 240, 30.0),
+        TimeCandidate("+3d 11:30", 3 * 1440 + 90, 30.0),
+    ]
+    log_probs = [math.log(0.05), math.log(0.30), math.log(0.12), math.log(0.10)]
+    # then: below the threshold, the per-minute mode; at or above it, the likeliest later clock
+    assert choose(candidates, log_probs, later_mass=0.49, later_threshold=0.5).time == "20:00"
+    assert choose(candidates, log_probs, later_mass=0.5, later_threshold=0.5).time == "+2d 14:00"
+    # and the instant mass still comes first
+    instant = [math.log(0.6), math.log(0.2), math.log(0.001), math.log(0.001)]
+    assert choose(candidates, instant, later_mass=0.9, later_threshold=0.5).time == "10:00"
+    # and without later candidates the mass alone changes nothing
+    assert choose(candidates[:2], log_probs[:2], later_mass=0.9).time == "20:00"
