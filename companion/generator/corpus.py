@@ -25,9 +25,12 @@ busy_for            the stated duration + 3-8 minutes (``{duration}`` slot)
 busy_until          the stated clock time + 3-8 minutes (``{time}`` slot)
 wake_at             exactly the stated clock time (``{time}`` slot)
 follow_morning      the person said good night, the companion answered: next morning
-                    07:20-09:30 ("good morning!! did you sleep ok?")
+                    07:20-09:30 ("good morning!! did you sleep ok?"); half of them with a
+                    ``good_night`` intent's lines and a send-off
 follow_after        the person left for an activity, the companion answered: the
-                    activity's ``minutes`` after that answer ("how was the food?")
+                    activity's ``minutes`` after that answer ("how was the food?"); half of
+                    them say it with a ``person_leaves`` intent's lines, answered with a
+                    send-off of ``people.json``
 follow_event        an event at ``{time}`` (1-6 h ahead, on the half hour), the companion
                     wished luck: the event's clock time + ``minutes`` ("how did it go??")
 no_follow_up        a natural close the companion closed, or (70%) any exchange of everyday
@@ -100,6 +103,9 @@ SCENARIO_WEIGHTS = {
 }
 _BUBBLE_SHARE = 0.4  # of the replies of an intent with bubbles
 _ORDINARY_ENDING_SHARE = 0.7  # of no_follow_up conversations, ending on everyday chat instead
+# Half the leaving-now and good-night follow-ups take their lines from the delayed answers' intents.
+_BORROWED_FROM = {"follow_after": "person_leaves", "follow_morning": "good_night"}
+_BORROWED_SHARE = 0.5
 _SMALL_TALK_BUBBLE_SHARE = 0.3  # of the small-talk answers whose intent has bubbles
 _NO_FOLLOW_UP_DAYS = (2, 4)
 _NO_FOLLOW_UP_MINUTES = (10 * 60, 21 * 60)  # local clock of the check-in, 10:00-21:00 inclusive
@@ -325,10 +331,13 @@ def clock_words(lang: str, hour: int, minute: int, rng: random.Random, *, daytim
 def _compose(w: _Writer, intent: Intent) -> dict[str, Any]:
     """One conversation ending in ``intent``'s decisive turn, with the reply its timing gives."""
     rng, timing = w.rng, intent.timing
+    if timing in FOLLOW_UPS:
+        borrowed = _borrowed(w, intent)
+        w.start((borrowed or intent).hours)
+        w.small_talk(2)
+        return _follow_up(w, intent, borrowed)
     w.start(intent.hours)
     w.small_talk(3 if timing == "instant" else 2)
-    if timing in FOLLOW_UPS:
-        return _follow_up(w, intent)
     reply_text = w.reply_of(intent)
     if timing in ("companion_leaves", "companion_sleeps"):
         w.say("companion", rng.choice(w.library.announce[intent.name]), gap=rng.randint(0, 2))
@@ -371,9 +380,47 @@ def _compose(w: _Writer, intent: Intent) -> dict[str, Any]:
     return w.example(intent, w.now + timedelta(minutes=rng.randint(low, high)), reply_text)
 
 
-def _follow_up(w: _Writer, intent: Intent) -> dict[str, Any]:
+def _borrowed(w: _Writer, intent: Intent) -> Intent | None:
+    """For ``_BORROWED_SHARE`` of ``follow_after`` / ``follow_morning`` conversations: an intent of
+    the delayed answers whose lines say the same (leaving now, good night), or None.
+
+    Their person lines are the corpus's widest phrasing of leaving and of saying good night, and
+    their replies ("how was the food?", "good morning!") are what a follow-up says; the companion's
+    instant answer is then a send-off of ``people.json``.
+    """
+    source = _BORROWED_FROM.get(intent.timing)
+    pool = w.library.decisive.get((source, w.lang)) if source else None
+    if not pool or w.rng.random() >= _BORROWED_SHARE:
+        return None
+    return w.rng.choice(pool)
+
+
+def _send_off(w: _Writer, kind: str) -> str:
+    by_register = _people()["send_offs"][kind][w.lang]
+    return w.mention(w.rng.choice(by_register.get(w.age_group or "adult") or by_register["adult"]))
+
+
+def _follow_up(w: _Writer, intent: Intent, borrowed: Intent | None = None) -> dict[str, Any]:
     """The person's line, the companion's answer at once (the last turn), then its follow-up."""
     rng, timing = w.rng, intent.timing
+    if borrowed is not None:
+        line = w.person_line(borrowed)
+        w.say("person", line, gap=rng.randint(0, 3))
+        w.say(
+            "companion",
+            _send_off(w, "night" if timing == "follow_morning" else "leave"),
+            gap=rng.choice((0, 0, 1)),
+        )
+        reply_text = w.reply_of(borrowed)
+        if timing == "follow_morning":
+            at = w.morning()
+        else:
+            if borrowed.minutes is None:  # corpus_data requires minutes for person_leaves
+                raise CorpusDataError(f"intent {borrowed.name!r} leaves without a minutes range")
+            at = w.now + timedelta(minutes=rng.randint(*borrowed.minutes))
+        example = w.example(intent, at, reply_text)
+        example["borrowed"] = borrowed.name
+        return example
     line = w.person_line(intent)
     w.now += timedelta(minutes=rng.randint(0, 3))
     event: datetime | None = None

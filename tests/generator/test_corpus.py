@@ -24,9 +24,17 @@ from companion.generator.corpus import (
     held_out,
     variants,
 )
-from companion.generator.corpus_data import FOLLOW_UPS, CorpusDataError, Intent, companion_lines, load_intents
+from companion.generator.corpus_data import (
+    CORPUS_DIR,
+    FOLLOW_UPS,
+    CorpusDataError,
+    Intent,
+    companion_lines,
+    load_intents,
+)
 
 CONFIG = CorpusConfig(n_train=3000, n_val=600, seed=7)
+SEND_OFFS = json.loads((CORPUS_DIR / "people.json").read_text(encoding="utf-8"))["send_offs"]
 SLOTTED = ("busy_for", "busy_until", "wake_at")
 
 
@@ -143,7 +151,7 @@ def test_every_timing_and_language_is_in_both_splits(corpus: dict[str, list[dict
 
 def test_follow_ups_end_with_the_companion_s_answer_to_the_person(corpus: dict[str, list[dict]]) -> None:
     intents = {intent.name: intent for intent in load_intents()}
-    follow_ups = endings = 0
+    follow_ups = endings = borrowings = 0
     for row in corpus["train"] + corpus["val"]:
         last, before = row["turns"][-1], row["turns"][-2] if len(row["turns"]) > 1 else None
         if row["scenario"] not in FOLLOW_UPS:
@@ -154,10 +162,28 @@ def test_follow_ups_end_with_the_companion_s_answer_to_the_person(corpus: dict[s
         assert before is not None and before["role"] == "person", row
         # a no_follow_up conversation may end on an exchange of everyday chat (its "ending" intent)
         ending = intents[row["ending"]] if "ending" in row else None
-        answers = ending.replies_for(group) if ending is not None else intent.answers_for(group)
+        borrowed = intents[row["borrowed"]] if "borrowed" in row else None
+        if borrowed is not None:
+            # lines of a delayed answer's intent, answered with a send-off of people.json
+            borrowings += 1
+            kind = "night" if row["scenario"] == "follow_morning" else "leave"
+            by_register = SEND_OFFS[kind][intent.lang]
+            answers = by_register.get(group or "adult") or by_register["adult"]
+            assert (row["scenario"], borrowed.timing) in {
+                ("follow_after", "person_leaves"),
+                ("follow_morning", "good_night"),
+            }, row
+            assert any(before["text"] in variants(line, borrowed.lang) for line in borrowed.person), row
+            assert row["reply"]["text"] in borrowed.replies_for(group), row
+        elif ending is not None:
+            answers = ending.replies_for(group)
+        else:
+            answers = intent.answers_for(group)
         assert last["role"] == "companion" and last["text"] in answers, row
         gap = datetime.fromisoformat(last["at"]) - datetime.fromisoformat(before["at"])
         assert timedelta(0) <= gap <= timedelta(minutes=1), row
+        if borrowed is not None:
+            continue
         if ending is not None:
             endings += 1
             assert row["scenario"] == "no_follow_up" and ending.timing == "instant", row
@@ -168,6 +194,10 @@ def test_follow_ups_end_with_the_companion_s_answer_to_the_person(corpus: dict[s
     assert follow_ups > 400
     no_follow_ups = sum(row["scenario"] == "no_follow_up" for row in corpus["train"] + corpus["val"])
     assert 0.6 * no_follow_ups <= endings <= 0.8 * no_follow_ups  # 70% end on everyday chat
+    borrowing = sum(
+        row["scenario"] in ("follow_after", "follow_morning") for row in corpus["train"] + corpus["val"]
+    )
+    assert 0.4 * borrowing <= borrowings <= 0.6 * borrowing  # half say it with a delayed answer's lines
 
 
 _EVENT_CLOCK = {
@@ -192,14 +222,17 @@ def _local(row: dict, at: str) -> datetime:
     return datetime.fromisoformat(at).replace(tzinfo=ZoneInfo(row["time_zone"]))
 
 
-def _follow_up_delay_is_right(row: dict, intent: Intent, delay: float) -> bool:
+def _follow_up_delay_is_right(
+    row: dict, intent: Intent, delay: float, borrowed: Intent | None = None
+) -> bool:
     """``delay``: minutes from the companion's answer (the last turn) to its follow-up."""
     scenario, reply_at = row["scenario"], _local(row, row["reply"]["at"])
     if scenario == "follow_morning":
         return "07:20" <= row["reply"]["at"][11:] < "09:30" and 0 < delay < 24 * 60
     if scenario == "follow_after":
-        assert intent.minutes is not None
-        return intent.minutes[0] <= delay <= intent.minutes[1]
+        minutes = intent.minutes if borrowed is None else borrowed.minutes
+        assert minutes is not None
+        return minutes[0] <= delay <= minutes[1]
     if scenario == "no_follow_up":
         days = (reply_at.date() - _local(row, row["turns"][-1]["at"]).date()).days
         return 2 <= days <= 4 and "10:00" <= row["reply"]["at"][11:] <= "21:00" and delay > 24 * 60
@@ -228,7 +261,8 @@ def test_reply_times_follow_the_timing_rules(corpus: dict[str, list[dict]]) -> N
         elif scenario in ("good_night", "companion_sleeps"):
             assert "07:20" <= row["reply"]["at"][11:] < "09:30", row
         elif scenario in FOLLOW_UPS:
-            assert _follow_up_delay_is_right(row, intent, delay), row
+            borrowed = intents[row["borrowed"]] if "borrowed" in row else None
+            assert _follow_up_delay_is_right(row, intent, delay, borrowed), row
         elif scenario == "busy_for":
             assert 15 + 3 <= delay <= 300 + 8, row
         elif scenario == "busy_until":
@@ -245,7 +279,8 @@ def test_replies_follow_the_age_group(corpus: dict[str, list[dict]]) -> None:
         if row["scenario"] == "wake_at":  # its replies carry the filled {time} slot
             continue
         group = (row.get("person") or {}).get("age_group")
-        intent = intents[row["intent"]]
+        # a follow-up that borrowed a delayed answer's lines replies with that intent's lines
+        intent = intents[row.get("borrowed") or row["intent"]]
         if "more" in row["reply"]:
             pair = (row["reply"]["text"], row["reply"]["more"][0]["text"])
             assert pair in intent.bubbles_for(group), row
