@@ -81,6 +81,7 @@ MODEL_DEFINING_SOURCES = (
     "conditioning.py",
     "corpus.py",
     "corpus_data.py",
+    "corpus_follow_ups.py",
     "dialogue_json.py",
     "sentence_vectors.py",
     "training.py",

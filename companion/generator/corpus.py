@@ -61,9 +61,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from companion.generator.corpus_data import (
@@ -73,7 +72,9 @@ from companion.generator.corpus_data import (
     Intent,
     load_intents,
     load_slots,
+    people,
 )
+from companion.generator.corpus_follow_ups import borrowed_intent, clock_words, follow_up
 
 __all__ = ["SCENARIO_WEIGHTS", "CorpusConfig", "build_corpus", "corpus_sources", "write_corpus"]
 
@@ -102,14 +103,7 @@ SCENARIO_WEIGHTS = {
     "no_follow_up": 10,
 }
 _BUBBLE_SHARE = 0.4  # of the replies of an intent with bubbles
-_ORDINARY_ENDING_SHARE = 0.7  # of no_follow_up conversations, ending on everyday chat instead
-# Half the leaving-now and good-night follow-ups take their lines from the delayed answers' intents.
-_BORROWED_FROM = {"follow_after": "person_leaves", "follow_morning": "good_night"}
-_BORROWED_SHARE = 0.5
 _SMALL_TALK_BUBBLE_SHARE = 0.3  # of the small-talk answers whose intent has bubbles
-_NO_FOLLOW_UP_DAYS = (2, 4)
-_NO_FOLLOW_UP_MINUTES = (10 * 60, 21 * 60)  # local clock of the check-in, 10:00-21:00 inclusive
-_EVENT_AHEAD = (60, 360)  # minutes from the person's line to the event, on the half hour
 _FIXED_DELAYS = {"bye": (150, 300), "abuse": (150, 330), "leave_alone": (180, 420)}
 _MORNING = (7 * 60 + 20, 9 * 60 + 30)
 _COMPANION_NAME_MARKS = ("luda", "루다")
@@ -127,11 +121,6 @@ class CorpusConfig:
 def corpus_sources() -> list[Path]:
     """The data files a corpus is built from (their contents decide the corpus)."""
     return [*sorted(CORPUS_DIR.glob("*.jsonl")), CORPUS_DIR / "slots.json", CORPUS_DIR / "people.json"]
-
-
-@cache
-def _people() -> dict[str, Any]:
-    return cast(dict[str, Any], json.loads((CORPUS_DIR / "people.json").read_text(encoding="utf-8")))
 
 
 def held_out(text: str) -> bool:
@@ -158,7 +147,7 @@ def _typo(text: str) -> str:
 
 def variants(text: str, lang: str) -> list[str]:
     """The line as written and its noisy variants, distinct, in a fixed order."""
-    noise = _people()["noise"][lang]
+    noise = people()["noise"][lang]
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     prefix = noise["prefixes"][digest[1] % len(noise["prefixes"])]
     suffix = noise["suffixes"][digest[2] % len(noise["suffixes"])]
@@ -215,13 +204,13 @@ class _Writer:
     """Builds one example; ``now`` is an aware UTC datetime that moves forward as turns are added."""
 
     def __init__(self, rng: random.Random, library: _Library, lang: str) -> None:
-        people = _people()
+        setting = people()
         self.rng = rng
         self.library = library
         self.lang = lang
-        self.companion = rng.choice(people["companion_names"])
-        self.zone = ZoneInfo(rng.choice(people["zones"][lang]))
-        self.age_group: str | None = rng.choice(people["age_groups"])
+        self.companion = rng.choice(setting["companion_names"])
+        self.zone = ZoneInfo(rng.choice(setting["zones"][lang]))
+        self.age_group: str | None = rng.choice(setting["age_groups"])
         self.turns: list[dict[str, str]] = []
         self.now = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -303,7 +292,7 @@ class _Writer:
             "intent": intent.name,
         }
         if self.rng.random() < 0.4:
-            example["companion"]["persona"] = self.rng.choice(_people()["personas"][self.lang])
+            example["companion"]["persona"] = self.rng.choice(people()["personas"][self.lang])
         if self.age_group:
             example["person"] = {"age_group": self.age_group}
         return example
@@ -314,28 +303,14 @@ def _second_bubble_gap(rng: random.Random) -> int:
     return 0 if rng.random() < 0.7 else 1
 
 
-def clock_words(lang: str, hour: int, minute: int, rng: random.Random, *, daytime: bool) -> str:
-    """How a person says a clock time: "7", "7am", "6:30", "3 pm", "7시", "6시 반", "오후 3시"."""
-    twelve = hour % 12 or 12
-    if lang == "en":
-        base = f"{twelve}" if minute == 0 else f"{twelve}:{minute:02d}"
-        if daytime or rng.random() < 0.5:
-            return f"{base}{rng.choice(['', ' '])}{'pm' if hour >= 12 else 'am'}"
-        return base
-    words = f"{twelve}시" + ("" if minute == 0 else " 반" if minute == 30 else f" {minute}분")
-    if daytime:
-        return ("오후 " if hour >= 12 else "오전 ") + words
-    return rng.choice(["", "", "아침 "]) + words
-
-
 def _compose(w: _Writer, intent: Intent) -> dict[str, Any]:
     """One conversation ending in ``intent``'s decisive turn, with the reply its timing gives."""
     rng, timing = w.rng, intent.timing
     if timing in FOLLOW_UPS:
-        borrowed = _borrowed(w, intent)
+        borrowed = borrowed_intent(w, intent)
         w.start((borrowed or intent).hours)
         w.small_talk(2)
-        return _follow_up(w, intent, borrowed)
+        return follow_up(w, intent, borrowed)
     w.start(intent.hours)
     w.small_talk(3 if timing == "instant" else 2)
     reply_text = w.reply_of(intent)
@@ -378,87 +353,6 @@ def _compose(w: _Writer, intent: Intent) -> dict[str, Any]:
         return w.example(intent, w.morning(), reply_text)
     low, high = _FIXED_DELAYS[timing]
     return w.example(intent, w.now + timedelta(minutes=rng.randint(low, high)), reply_text)
-
-
-def _borrowed(w: _Writer, intent: Intent) -> Intent | None:
-    """For ``_BORROWED_SHARE`` of ``follow_after`` / ``follow_morning`` conversations: an intent of
-    the delayed answers whose lines say the same (leaving now, good night), or None.
-
-    Their person lines are the corpus's widest phrasing of leaving and of saying good night, and
-    their replies ("how was the food?", "good morning!") are what a follow-up says; the companion's
-    instant answer is then a send-off of ``people.json``.
-    """
-    source = _BORROWED_FROM.get(intent.timing)
-    pool = w.library.decisive.get((source, w.lang)) if source else None
-    if not pool or w.rng.random() >= _BORROWED_SHARE:
-        return None
-    return w.rng.choice(pool)
-
-
-def _send_off(w: _Writer, kind: str) -> str:
-    by_register = _people()["send_offs"][kind][w.lang]
-    return w.mention(w.rng.choice(by_register.get(w.age_group or "adult") or by_register["adult"]))
-
-
-def _follow_up(w: _Writer, intent: Intent, borrowed: Intent | None = None) -> dict[str, Any]:
-    """The person's line, the companion's answer at once (the last turn), then its follow-up."""
-    rng, timing = w.rng, intent.timing
-    if borrowed is not None:
-        line = w.person_line(borrowed)
-        w.say("person", line, gap=rng.randint(0, 3))
-        w.say(
-            "companion",
-            _send_off(w, "night" if timing == "follow_morning" else "leave"),
-            gap=rng.choice((0, 0, 1)),
-        )
-        reply_text = w.reply_of(borrowed)
-        if timing == "follow_morning":
-            at = w.morning()
-        else:
-            if borrowed.minutes is None:  # corpus_data requires minutes for person_leaves
-                raise CorpusDataError(f"intent {borrowed.name!r} leaves without a minutes range")
-            at = w.now + timedelta(minutes=rng.randint(*borrowed.minutes))
-        example = w.example(intent, at, reply_text)
-        example["borrowed"] = borrowed.name
-        return example
-    line = w.person_line(intent)
-    w.now += timedelta(minutes=rng.randint(0, 3))
-    event: datetime | None = None
-    if timing == "follow_event":
-        local = w.local()
-        now = local.hour * 60 + local.minute
-        first = -(-(now + _EVENT_AHEAD[0]) // 30) * 30  # the first half hour at least 1 h ahead
-        start = rng.randrange(first, now + _EVENT_AHEAD[1] + 1, 30)
-        hour, minute = divmod(start % 1440, 60)
-        line = line.replace("{time}", clock_words(w.lang, hour, minute, rng, daytime=True))
-        event = w.next_local(hour, minute)
-    answer = w.answer_of(intent)
-    chat = w.library.small_talk[w.lang]
-    if timing == "no_follow_up" and chat and rng.random() < _ORDINARY_ENDING_SHARE:
-        # Most conversations that stop have nothing pending: any exchange of everyday chat can be
-        # the last one, so the model learns that only a reason (a night, an activity, an event)
-        # brings a follow-up soon, not the particular closing lines of a few intents.
-        ending = rng.choice(chat)
-        line, answer = w.person_line(ending), w.reply_of(ending)
-    else:
-        ending = None
-    w.say("person", line)
-    w.say("companion", answer, gap=rng.choice((0, 0, 1)))
-    reply_text = w.reply_of(intent)
-    if timing == "no_follow_up":
-        day = w.local().date() + timedelta(days=rng.randint(*_NO_FOLLOW_UP_DAYS))
-        minute = rng.randint(*_NO_FOLLOW_UP_MINUTES)
-        at = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=w.zone).astimezone(UTC)
-        example = w.example(intent, at, reply_text)
-        if ending is not None:
-            example["ending"] = ending.name
-        return example
-    if timing == "follow_morning":
-        return w.example(intent, w.morning(), reply_text)
-    if intent.minutes is None:  # corpus_data requires minutes for follow_after and follow_event
-        raise CorpusDataError(f"intent {intent.name!r} follows up without a minutes range")
-    after = event if event is not None else w.now
-    return w.example(intent, after + timedelta(minutes=rng.randint(*intent.minutes)), reply_text)
 
 
 def _slotted(w: _Writer, intent: Intent, line: str, reply_text: str) -> dict[str, Any]:

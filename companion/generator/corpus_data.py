@@ -13,8 +13,9 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "CORPUS_DIR",
@@ -25,6 +26,7 @@ __all__ = [
     "companion_lines",
     "load_intents",
     "load_slots",
+    "people",
 ]
 
 CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
@@ -232,6 +234,12 @@ def load_intents(paths: Iterable[Path] | None = None) -> list[Intent]:
                 seen[intent.name] = where
                 intents.append(intent)
     return intents
+
+
+@cache
+def people() -> dict[str, Any]:
+    """``people.json``: companion names, personas, zones, the age-group mix, noise, send-offs."""
+    return cast(dict[str, Any], json.loads((CORPUS_DIR / "people.json").read_text(encoding="utf-8")))
 
 
 def load_slots(path: Path | None = None) -> dict[str, list[tuple[str, int]]]:
