@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 from companion.generator import (
     Dialogue,
     InvalidCompletion,
+    ReplyGenerator,
     TranscriptError,
     Turn,
     parse_bubbles,
@@ -19,6 +22,7 @@ from companion.generator import (
     reply_bubbles_from_json,
 )
 from companion.generator.constraint import DecodeState, VocabularyIndex, time_window
+from companion.generator.dialogue_json import dialogue_from_json
 from companion.generator.evaluate import evaluate_follow_ups
 from companion.generator.transcript import GenerationFailed
 from companion.generator.types import GeneratedReply
@@ -169,3 +173,36 @@ def test_the_follow_up_decision_is_a_time_within_the_window():
         evaluate_follow_ups(
             ScriptedFollowUps([1]), [{"turns": [{"role": "person", "at": "2026-03-03T12:00", "text": "x"}]}]
         )
+
+
+@pytest.mark.slow
+def test_the_default_model_writes_some_replies_in_two_bubbles_each_a_minute_apart_at_most(default_model_dir):
+    # given: the default model (the one `make run` builds) and the dev set's instant conversations
+    from companion.generator.model import BUBBLE_MAX_GAP  # imports torch: only in this test
+
+    dev = Path(__file__).resolve().parents[2] / "companion/generator/data/dev/dev.jsonl"
+    rows = [json.loads(line) for line in dev.read_text(encoding="utf-8").splitlines()]
+    dialogues = [dialogue_from_json(row)[0] for row in rows if row["scenario"] == "instant"][:40]
+    generator = ReplyGenerator.load(default_model_dir, device="cpu")
+    two = 0
+    for dialogue in dialogues:
+        # when: up to two bubbles are allowed, and when one is
+        reply = generator.generate(dialogue, max_bubbles=2)
+        single = generator.generate(dialogue, max_bubbles=1)
+        # then: the completion parses back into exactly the bubbles returned
+        assert parse_bubbles(
+            reply.completion,
+            previous=dialogue.last_at,
+            time_zone=dialogue.time_zone,
+            companion_name=dialogue.companion_name,
+            max_bubbles=2,
+        ) == ((reply.at, reply.text), *reply.more)
+        assert len(reply.more) <= 1 and single.more == ()
+        # the time is decided before any text: the first bubble's time does not depend on it
+        assert single.at == reply.at
+        for at, text in reply.more:
+            two += 1
+            assert timedelta(0) <= at - reply.at <= BUBBLE_MAX_GAP
+            assert text.strip() and "[" not in text and "\n" not in text
+    # and the model does use bubbles, though most replies are one message
+    assert 1 <= two <= len(dialogues) // 2
