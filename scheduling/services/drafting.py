@@ -246,16 +246,48 @@ def reply_draft(
             )
             record.decisions.append(decision.as_record())
             final_at = moved.astimezone(UTC)
+        chosen = proposal
+
+    return _finished(
+        source=source,
+        dialogue=dialogue,
+        record=record,
+        chosen=chosen,
+        final_at=final_at,
+        model_max=model_max,
+        max_bubbles=max_bubbles,
+        context_text=trigger.text,
+        proposed_at=proposed_at,
+        is_delayed=outcome is not None and not outcome.is_instant,
+        retime=proposal is not None,
+    )
+
+
+def _finished(
+    *,
+    source: ReplySource,
+    dialogue: Dialogue,
+    record: PlanRecord,
+    chosen: GeneratedReply,
+    final_at: datetime,
+    model_max: timedelta,
+    max_bubbles: int,
+    context_text: str,
+    proposed_at: datetime | None,
+    is_delayed: bool,
+    retime: bool,
+) -> ReplyDraft:
+    """The draft of a decided time: the words re-timed when the guards moved it, then filtered."""
+    if retime:
         chosen = _retimed(
             source=source,
             dialogue=dialogue,
             record=record,
-            chosen=proposal,
+            chosen=chosen,
             final_at=final_at,
             model_max=model_max,
             max_bubbles=max_bubbles,
         )
-
     text, more = _filter_unsafe(
         source=source,
         dialogue=dialogue,
@@ -263,15 +295,15 @@ def reply_draft(
         chosen=chosen,
         final_at=final_at,
         model_max=model_max,
-        context_text=trigger.text,
+        context_text=context_text,
         max_bubbles=max_bubbles,
     )
     return ReplyDraft(
         text=text,
         proposed_at=proposed_at,
         final_at=final_at,
-        is_delayed=outcome is not None and not outcome.is_instant,
-        base_at=base_at,
+        is_delayed=is_delayed,
+        base_at=dialogue.last_at,
         more=more,
     )
 
@@ -318,33 +350,18 @@ def follow_up_draft(
     record.decisions.extend(decision.as_record() for decision in outcome.decisions)
     if outcome.at is None:
         return FollowUpDeclined(outcome.decisions[-1].reason)
-    final_at = max(outcome.at.astimezone(UTC), now)
-    chosen = _retimed(
+    return _finished(
         source=source,
         dialogue=dialogue,
         record=record,
         chosen=proposal,
-        final_at=final_at,
+        final_at=max(outcome.at.astimezone(UTC), now),
         model_max=model_max,
         max_bubbles=max_bubbles,
-    )
-    text, more = _filter_unsafe(
-        source=source,
-        dialogue=dialogue,
-        record=record,
-        chosen=chosen,
-        final_at=final_at,
-        model_max=model_max,
         context_text=trigger.text,
-        max_bubbles=max_bubbles,
-    )
-    return ReplyDraft(
-        text=text,
         proposed_at=proposal.at.astimezone(UTC),
-        final_at=final_at,
         is_delayed=True,
-        base_at=base_at,
-        more=more,
+        retime=True,
     )
 
 

@@ -349,16 +349,22 @@ def test_the_dispatcher_requeues_a_follow_up_plan_a_lost_task_never_ran(conversa
 # --- bubbles ----------------------------------------------------------------------------------
 
 
-@pytest.mark.django_db
-def test_bubbles_are_delivered_in_order_with_typing_before_each_and_the_rest_cancelled_mid_way(
-    conversation, companion, settings
-):
-    # given: up to 3 bubbles; typing takes a flat 2 s; the model answers at once in three bubbles
+@pytest.fixture
+def three_bubbles_flat_typing(companion, settings):
+    """Replies of up to 3 bubbles; typing a flat 2 s before each."""
     companion.max_bubbles = 3
     companion.save()
     settings.SCHEDULING_TYPING_MIN_SECONDS = 2.0
     settings.SCHEDULING_TYPING_SECONDS_PER_CHAR = 0.0
     settings.SCHEDULING_TYPING_MAX_SECONDS = 2.0
+    return companion
+
+
+@pytest.mark.django_db
+def test_bubbles_are_delivered_in_order_with_typing_before_each_and_the_rest_cancelled_mid_way(
+    conversation, three_bubbles_flat_typing
+):
+    # given: up to 3 bubbles; typing takes a flat 2 s; the model answers at once in three bubbles
     now = seoul(3, 20, 0)
     second_ = timedelta(seconds=1)
     trigger = person_says(conversation, "I GOT THE JOB", now)
@@ -394,13 +400,8 @@ def test_bubbles_are_delivered_in_order_with_typing_before_each_and_the_rest_can
 
 @pytest.mark.django_db
 def test_a_bubble_is_typed_only_after_the_one_before_it_is_out_and_cancelled_when_the_person_writes(
-    conversation, companion, settings
+    conversation, three_bubbles_flat_typing
 ):
-    companion.max_bubbles = 3
-    companion.save()
-    settings.SCHEDULING_TYPING_MIN_SECONDS = 2.0
-    settings.SCHEDULING_TYPING_SECONDS_PER_CHAR = 0.0
-    settings.SCHEDULING_TYPING_MAX_SECONDS = 2.0
     now = seoul(3, 20, 0)
     trigger = person_says(conversation, "guess what", now)
     source = ScriptedSource([Step("what??", more=((MINUTE, "tell me!!"), (MINUTE, "i'm dying here")))])
