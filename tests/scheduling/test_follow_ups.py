@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 
 from chat.models import Companion, Conversation, Message
 from scheduling.guard_rules import (
@@ -36,6 +37,7 @@ from scheduling.services import (
     reply_plan,
     reply_wake,
 )
+from tests.conftest import token_client
 from tests.factories import MessageFactory
 from tests.scheduling.conftest import ScriptedSource, Step, post
 
@@ -495,3 +497,58 @@ def test_never_more_than_n_unanswered_follow_ups_across_random_deliveries_and_ca
     # and the run reached the cap at least once, so the check was not vacuous
     capped = ScheduledReply.objects.filter(conversation=conversation, state=State.DECLINED).count()
     assert capped > 0
+
+
+# --- what staff see -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_staff_see_follow_ups_and_bubbles_with_their_guard_decisions(conversation, staff_user):
+    # given: an answer in two bubbles, delivered, then a follow-up the leave-alone guard declined
+    person_says(conversation, "leave me alone tonight ok", seoul(3, 21, 0))
+    trigger = person_says(conversation, "jk. but seriously", seoul(3, 21, 1))
+    first = reply_plan(
+        conversation_id=conversation.pk,
+        trigger_message_id=trigger.pk,
+        source=ScriptedSource([Step("lol ok", more=((timedelta(0), "i'll be quiet 🤐"),))]),
+        now=seoul(3, 21, 1),
+    )
+    bubble = first.next_bubble
+    for row in (first, bubble):
+        assert reply_deliver(reply_id=row.pk, now=seoul(3, 21, 5)) is True
+    last = Message.objects.get(scheduled_reply_id=bubble.pk)
+    declined = follow_up_plan(message_id=last.pk, source=ScriptedSource([]), now=seoul(3, 21, 6))
+    assert declined is not None
+    client = token_client(staff_user)
+    url = f"/api/v1/conversations/{conversation.pk}/replies/"
+    # when: staff list the follow-ups, then the bubbles
+    follow_ups = client.get(url, {"kind": "follow_up"}).json()
+    bubbles = client.get(url, {"kind": "bubble"}).json()
+    # then: each row says what it is, what it follows, and why
+    assert [(r["id"], r["kind"], r["state"], r["trigger_message_id"]) for r in follow_ups] == [
+        (declined.pk, "follow_up", "declined", last.pk)
+    ]
+    assert follow_ups[0]["guard_decisions"] == [
+        {
+            "rule": "leave_alone",
+            "changed": True,
+            "before_seconds": 0.0,
+            "after_seconds": 0.0,
+            "reason": "the person asked to be left alone ('leave me alone')",
+        }
+    ]
+    assert [(r["id"], r["after_reply_id"], r["bubble_index"], r["trigger_message_id"]) for r in bubbles] == [
+        (bubble.pk, first.pk, 1, None)
+    ]
+    bad = client.get(url, {"kind": "nudge"})
+    assert (bad.status_code, bad.json()) == (
+        400,
+        {"code": "kind_invalid", "detail": "kind must be one of answer, follow_up, bubble."},
+    )
+    # and the admin lists them with their kind and the rules that decided
+    staff_user.is_superuser = True
+    staff_user.save()
+    admin = Client()
+    admin.force_login(staff_user)
+    page = admin.get("/admin/scheduling/scheduledreply/?kind=follow_up").content.decode()
+    assert "Follow-up" in page and "leave_alone" in page
