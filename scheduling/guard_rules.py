@@ -190,6 +190,11 @@ class QuietHours:
     start: time
     end: time
 
+    @classmethod
+    def from_companion(cls, companion: Any) -> QuietHours:
+        """Read ``quiet_hours_start`` / ``quiet_hours_end`` of :class:`chat.models.Companion`."""
+        return cls(companion.quiet_hours_start, companion.quiet_hours_end)
+
     def contains(self, local: datetime) -> bool:
         clock = local.time().replace(tzinfo=None)
         if self.start == self.end:
@@ -257,7 +262,7 @@ class FollowUpSettings:
             per_day=companion.follow_ups_per_day,
             min_gap=timedelta(minutes=companion.instant_threshold_minutes),
             horizon=timedelta(minutes=companion.follow_up_horizon_minutes),
-            quiet_hours=QuietHours(companion.quiet_hours_start, companion.quiet_hours_end),
+            quiet_hours=QuietHours.from_companion(companion),
         )
 
 

@@ -81,13 +81,8 @@ def delay_metrics(pairs: Sequence[tuple[float, float]], *, clamp: float = 0.0) -
         tn += not gold_delayed and not predicted_delayed
         squared_log_error += (math.log1p(predicted) - math.log1p(gold)) ** 2
         buckets_right += bucket(gold) == bucket(predicted)
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
     return {
-        "precision": precision,
-        "recall": recall,
-        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "fpr": fp / (fp + tn) if fp + tn else 0.0,
+        **_decision_rates(tp, fp, fn, tn),
         "rmsle": math.sqrt(squared_log_error / len(pairs)) if pairs else 0.0,
         "bucket_accuracy": buckets_right / len(pairs) if pairs else 0.0,
         "tp": tp,
@@ -95,6 +90,24 @@ def delay_metrics(pairs: Sequence[tuple[float, float]], *, clamp: float = 0.0) -
         "fn": fn,
         "tn": tn,
     }
+
+
+def _decision_rates(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
+    """Precision, recall, F1 and false-positive rate of a yes/no decision (0.0 where undefined)."""
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "fpr": fp / (fp + tn) if fp + tn else 0.0,
+    }
+
+
+def _prediction(reply: Any, dialogue: Dialogue) -> dict[str, str]:
+    """The ``--predictions`` record of a valid reply: its local wall-clock time and its text."""
+    local = reply.at.astimezone(zone(dialogue.time_zone))
+    return {"at": local.strftime("%Y-%m-%dT%H:%M"), "text": reply.text}
 
 
 TEXT_CHECKS_PATH = Path(__file__).with_name("data") / "text_checks.json"
@@ -309,8 +322,7 @@ def evaluate(
                 predictions.append({"error": reason})
             continue
         if predictions is not None:
-            local = reply.at.astimezone(zone(dialogue.time_zone))
-            predictions.append({"at": local.strftime("%Y-%m-%dT%H:%M"), "text": reply.text})
+            predictions.append(_prediction(reply, dialogue))
         pair = (_minutes(gold[0], dialogue.last_at), _minutes(reply.at, dialogue.last_at))
         pairs.append(pair)
         texts.append((dialogue, reply.text))
@@ -389,8 +401,7 @@ def evaluate_follow_ups(
         else:
             proposed = _minutes(reply.at, dialogue.last_at)
             if predictions is not None:
-                local = reply.at.astimezone(zone(dialogue.time_zone))
-                predictions.append({"at": local.strftime("%Y-%m-%dT%H:%M"), "text": reply.text})
+                predictions.append(_prediction(reply, dialogue))
         low, high = min_gap / timedelta(minutes=1), horizon / timedelta(minutes=1)
         follows = proposed is not None and low <= proposed <= high
         gold_minutes = _minutes(gold[0], dialogue.last_at) if gold is not None else None
@@ -408,15 +419,10 @@ def evaluate_follow_ups(
         scenario = by_scenario[str(row.get("scenario", "all"))]
         scenario["examples"] += 1
         scenario["followed_up"] += bool(follows)
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
     return {
         "examples": total,
         "parse_failures": failures,
-        "precision": precision,
-        "recall": recall,
-        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "fpr": fp / (fp + tn) if fp + tn else 0.0,
+        **_decision_rates(tp, fp, fn, tn),
         "rmsle": math.sqrt(sum(squared) / len(squared)) if squared else None,
         "rmsle_all_gold": math.sqrt(sum(squared_all) / len(squared_all)) if squared_all else None,
         "tp": tp,

@@ -12,7 +12,7 @@ Nothing is ever downloaded: every ``from_pretrained`` is ``local_files_only``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -291,17 +291,11 @@ class ReplyGenerator(ClockScoring):
         added = self._prompt_added(input_ids, token_vectors, forced_ids, clock)
         decoded = self._decode(input_ids, sampling, state, added, hint_clock=clock, written=forced)
         completion = self._more_bubbles(
-            forced + self.index.decode(decoded.ids), decoded, dialogue, sampling, max_bubbles
+            forced + self.index.decode(decoded.ids), decoded, dialogue, sampling, max_bubbles, max_delay
         )
         reply = self._parsed(completion, dialogue, max_delay, max_bubbles, constrained=constrained)
         if forced_at is not None:
-            return GeneratedReply(
-                at=forced_at.astimezone(zone(dialogue.time_zone)),
-                text=reply.text,
-                completion=reply.completion,
-                constrained=constrained,
-                more=reply.more,
-            )
+            return replace(reply, at=forced_at.astimezone(zone(dialogue.time_zone)))
         return reply
 
     def _generate_from_distribution(
@@ -324,7 +318,7 @@ class ReplyGenerator(ClockScoring):
             torch.tensor([time_ids], device=self.device), sampling, state, hints, past=output.past_key_values
         )
         completion = self._more_bubbles(
-            time + "]" + self.index.decode(decoded.ids), decoded, dialogue, sampling, max_bubbles
+            time + "]" + self.index.decode(decoded.ids), decoded, dialogue, sampling, max_bubbles, max_delay
         )
         return self._parsed(completion, dialogue, max_delay, max_bubbles, constrained=True)
 
@@ -335,6 +329,7 @@ class ReplyGenerator(ClockScoring):
         dialogue: Dialogue,
         sampling: SamplingConfig,
         max_bubbles: int,
+        max_delay: timedelta,
     ) -> str:
         """Decode the further bubbles a line break asked for, on the same KV cache; the whole completion.
 
@@ -343,6 +338,7 @@ class ReplyGenerator(ClockScoring):
         the first carry no clock hint (training gives them none either: see ``clock_hints``).
         """
         head = f"\n[{companion_label(dialogue.companion_name)}] ["
+        head_ids = list(self.tokenizer(head, add_special_tokens=False)["input_ids"])
         count = 1
         while decoded.another_bubble and count < max_bubbles:
             try:
@@ -351,7 +347,7 @@ class ReplyGenerator(ClockScoring):
                     previous=dialogue.last_at,
                     time_zone=dialogue.time_zone,
                     companion_name=dialogue.companion_name,
-                    max_delay=max(DEFAULT_MAX_DELAY, BUBBLE_MAX_GAP),
+                    max_delay=max_delay,
                     max_bubbles=count,
                 )
             except InvalidCompletion:
@@ -361,7 +357,6 @@ class ReplyGenerator(ClockScoring):
             window = time_window(bubbles[-1][0], dialogue.time_zone, BUBBLE_MAX_GAP)
             count += 1
             state = DecodeState(self.index, window, another_bubble=count < max_bubbles)
-            head_ids = list(self.tokenizer(head, add_special_tokens=False)["input_ids"])
             decoded = self._decode(
                 torch.tensor([head_ids], device=self.device), sampling, state, None, past=decoded.past
             )

@@ -241,7 +241,7 @@ def reply_draft(
             local = final_at.astimezone(zone(dialogue.time_zone))
             moved, decision = quiet_hours_rule(
                 local,
-                QuietHours(companion.quiet_hours_start, companion.quiet_hours_end),
+                QuietHours.from_companion(companion),
                 asked_for_time=_asked_for_time(dialogue),
             )
             record.decisions.append(decision.as_record())

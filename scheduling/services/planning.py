@@ -67,9 +67,9 @@ def _timing(draft: ReplyDraft, *, now: datetime) -> list[tuple[datetime, datetim
         due_at = max(now, draft.base_at + (draft.final_at - draft.base_at) * scale)
         times = [(max(now, due_at - lead), due_at)]
     for at, text in draft.more:
-        previous_due = times[-1][1]
-        due_at = max(previous_due + _lead(text), draft.base_at + (at - draft.base_at) * scale)
-        times.append((max(previous_due, due_at - _lead(text)), due_at))
+        previous_due, bubble_lead = times[-1][1], _lead(text)
+        due_at = max(previous_due + bubble_lead, draft.base_at + (at - draft.base_at) * scale)
+        times.append((max(previous_due, due_at - bubble_lead), due_at))
     return times
 
 
