@@ -147,11 +147,13 @@ def eat_now_with_the_default_model(
     """In daytime, with a worker running ``model_dir`` at REPLY_TIME_SCALE ``scale``, the person
     says "I'm going to eat now"; returns the conversation and the reply planned for it once the
     read receipt is shown and the plan is stored: pending, delayed, nothing shown yet."""
-    conversation = delaying_conversation(model_dir)
-    # One torch thread, as the probe above runs (the suite's setting): matmuls split over other
+    # One torch thread, as the probe below runs (the suite's setting): matmuls split over other
     # thread counts round differently, and a reply near the instant threshold could flip.
     worker_env = {"GENERATOR_MODEL_DIR": str(model_dir), "REPLY_TIME_SCALE": scale, "OMP_NUM_THREADS": "1"}
     start_celery_worker(extra_env=worker_env)
+    # The probe runs once the worker is up: a worker starting on busy cores took over three
+    # minutes in CI, and the message then went out at a minute the probe had not tried.
+    conversation = delaying_conversation(model_dir)
     open_chat(page, live_asgi_server, conversation)
     send(page, EAT)
     page.wait_for_selector('#messages .message[data-role="person"] .read-receipt', timeout=60_000)
