@@ -144,32 +144,30 @@ class ClockScoring:
     ) -> torch.Tensor:
         """Log-probability of every clock ``HH:MM`` (index = minute of the day, shape ``(1440,)``).
 
-        Walks the digit tree level by level, one batched forward per level (3, 24, 24 and about 17
-        one-token sequences on copies of the prompt's KV cache): exact for the hours and ten-minute
-        prefixes, and for the last digit of the likeliest prefixes and the instant minute's.
-        ``hinted``: each level's tokens carry the clock hints of ``prev_clock`` (the prompt's
-        ``[`` already does); a level's hint depends only on how many characters are written.
+        Walks the digit tree in two batched forwards on copies of the prompt's KV cache: the 24
+        hours each as the three tokens ``H``, ``H``, ``:`` (whose three positions give the hour's
+        second digit, the colon and the minute's tens digit), then the minute's last digit for
+        about 17 ten-minute prefixes. Exact for the hours and ten-minute prefixes, and for the last
+        digit of the likeliest prefixes and the instant minute's. ``hinted``: each position carries
+        the clock hint of ``prev_clock`` for the characters written before it (the prompt's ``[``
+        already does); a position's hint depends only on how many characters are written.
         """
 
-        def hint(written: int) -> torch.Tensor | None:
-            return self._hints([hint_row("00:00"[:written], prev_clock)]) if hinted else None
+        def hint(*written: int) -> torch.Tensor | None:
+            return self._hints([hint_row("00:00"[:w], prev_clock) for w in written]) if hinted else None
 
         d = torch.tensor([digits[str(i)] for i in range(10)], device=self.device)
         colon = digits[":"]
         first = torch.log_softmax(last_logits, dim=-1)
-        cache = copy.deepcopy(past)
-        cache.batch_repeat_interleave(3)
-        step = self._forward(d[:3].unsqueeze(1), cache, hint(1)).logits[:, -1].float()
-        second = torch.log_softmax(step, dim=-1)  # (3, V): the hour's second digit after 0, 1, 2
         tens = torch.tensor([h // 10 for h in range(24)], device=self.device)
         units = torch.tensor([h % 10 for h in range(24)], device=self.device)
-        hour = first[d[tens]] + second[tens, d[units]]  # (24,)
-        cache.batch_select_indices(tens)
-        step = self._forward(d[units].unsqueeze(1), cache, hint(2)).logits[:, -1].float()
-        hour = hour + torch.log_softmax(step, dim=-1)[:, colon]
-        colons = torch.full((24, 1), colon, device=self.device)
-        step = self._forward(colons, cache, hint(3)).logits[:, -1].float()
-        minute_tens = torch.log_softmax(step, dim=-1)[:, d[:6]]  # (24, 6)
+        hours = torch.stack([d[tens], d[units], torch.full_like(tens, colon)], dim=1)  # (24, 3)
+        cache = copy.deepcopy(past)
+        cache.batch_repeat_interleave(24)
+        steps = torch.log_softmax(self._forward(hours, cache, hint(1, 2, 3)).logits.float(), dim=-1)
+        rows = torch.arange(24, device=self.device)
+        hour = first[d[tens]] + steps[rows, 0, d[units]] + steps[:, 1, colon]  # (24,)
+        minute_tens = steps[:, 2][:, d[:6]]  # (24, 6)
         prefix = (hour.view(24, 1) + minute_tens).reshape(144)  # "HH:M", index 6 * hour + tens
         # The last digit only where it can matter: the likeliest ten-minute prefixes and the
         # instant minute's; elsewhere the prefix's mass is spread evenly over its ten minutes.
@@ -184,11 +182,15 @@ class ClockScoring:
         return total.reshape(1440)
 
     def _tree_candidates(
-        self, output: Any, window: TimeWindow, digits: dict[str, int]
+        self, output: Any, window: TimeWindow, digits: dict[str, int], later_floor: float
     ) -> tuple[list[TimeCandidate], list[float], float]:
         """Every allowed clock of the next 23 hours with its exact log-probability, plus ``+1d`` grid
-        candidates when the model gives a day count any weight, and that weight (the probability
-        of a delay of a day or more)."""
+        candidates when the model's probability of a day count (a delay of a day or more) reaches
+        ``later_floor``, and that probability.
+
+        Greedy decoding passes the later rule's threshold: below it no later candidate can be
+        chosen, so the 48 of them are not scored (a fifth of a follow-up's time) and ``choose``
+        counts the day counts' exact mass instead. Sampling passes 1%, to sample from them too."""
         past, last_logits = output.past_key_values, output.logits[0, -1].float()
         clock = self._hint_clock(window)
         clocks = self._clock_log_probs(
@@ -201,7 +203,7 @@ class ClockScoring:
             log_probs.append(clocks[(window.prev_clock + candidate.minutes) % 1440])
         plus = float(torch.log_softmax(last_logits, dim=-1)[digits["+"]])
         later = [c for c in grid_candidates(window) if c.minutes >= 1440]
-        if later and plus > math.log(0.01):
+        if later and plus >= math.log(max(later_floor, 1e-12)):
             candidates += later
             log_probs += self._score_times(past, last_logits, later, clock)
         return candidates, log_probs, math.exp(plus)
@@ -217,7 +219,8 @@ class ClockScoring:
         digits = self._digit_token_ids()
         if digits is None:  # generate() takes this path only for a digit-per-token tokenizer
             raise GenerationFailed("distribution time decoding needs a digit-per-token tokenizer")
-        candidates, log_probs, later_mass = self._tree_candidates(output, window, digits)
+        later_floor = 0.01 if sampling.temperature > 0 else self.later_threshold
+        candidates, log_probs, later_mass = self._tree_candidates(output, window, digits, later_floor)
         chosen = choose(
             candidates,
             log_probs,

@@ -6,7 +6,7 @@ follows, and a clock a few minutes *before* the last message (``12:31``) reads a
 delay. Here the model scores whole candidate TIMEs instead:
 
 1. **Candidates.** With our tokenizer (one token per digit) the model computes the probability
-   of every clock of the next 23 hours exactly, walking the digit tree in four batched steps
+   of every clock of the next 23 hours exactly, walking the digit tree in two batched steps
    (:func:`day_candidates`, ``ReplyGenerator._clock_log_probs``); ``+1d`` clocks on a 30-minute
    grid join when the model gives a day count any weight. With any other tokenizer
    (:func:`grid_candidates`): the instant minute, each of the next four minutes, then every clock
@@ -133,7 +133,8 @@ def choose(
     """Step 2: the instant candidate, the most probable later one, or the most probable delayed one.
 
     ``later_mass`` is the model's probability that the delay is a day or more (its TIME starts
-    with ``+``); it counts only when candidates of a day or more are given.
+    with ``+``). When candidates of a day or more are given it decides the later rule; when none
+    are, it joins the whole mass that the instant share is measured against.
 
     With ``temperature > 0`` a bucket is sampled from the (tempered) bucket masses instead, and
     the candidate within it from its probabilities.
@@ -148,6 +149,10 @@ def choose(
     for candidate_bucket, mass in zip(buckets, masses, strict=True):
         by_bucket[candidate_bucket] = by_bucket.get(candidate_bucket, 0.0) + mass
     total = sum(masses)
+    if not any(c.minutes >= 1440 for c in candidates):
+        # The day counts were not scored (see ``ClockScoring._tree_candidates``): their exact mass
+        # still counts against "instant".
+        total += later_mass / math.exp(top)
     instant = [c for c in candidates if c.minutes == 0]
     if temperature > 0:
         rng = rng or random.Random()

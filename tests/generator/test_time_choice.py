@@ -100,3 +100,13 @@ def test_a_day_or_more_wins_when_the_model_puts_that_much_on_a_day_count() -> No
     assert choose(candidates, instant, later_mass=0.9, later_threshold=0.5).time == "10:00"
     # and without later candidates the mass alone changes nothing
     assert choose(candidates[:2], log_probs[:2], later_mass=0.9).time == "20:00"
+
+
+def test_the_exact_mass_of_unscored_day_counts_counts_against_instant() -> None:
+    # given: same-day candidates only (the +1d grid below the later threshold is not scored),
+    # instant 0.2 and "in 10 hours" 0.3, while the model puts 0.5 on a day count
+    candidates = [TimeCandidate("10:00", 0, 1.0), TimeCandidate("20:00", 600, 1.0)]
+    log_probs = [math.log(0.2), math.log(0.3)]
+    # then: measured against the same-day mass alone the instant share is 0.4, against all of it 0.2
+    assert choose(candidates, log_probs, later_mass=0.0, instant_threshold=0.3).time == "10:00"
+    assert choose(candidates, log_probs, later_mass=0.5, instant_threshold=0.3).time == "20:00"
