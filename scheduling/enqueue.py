@@ -32,8 +32,16 @@ def wake_reply_enqueue(*, reply_id: int, eta: datetime) -> None:
 
 
 def follow_up_plans_enqueue(*, message_ids: list[int], countdown: float) -> None:
-    """Queue one task that plans the follow-ups of delivered companion messages (fanned out there)."""
-    current_app.send_task(PLAN_FOLLOW_UPS, args=[message_ids], countdown=countdown)
+    """Queue one task that plans the follow-ups of delivered companion messages (fanned out there).
+
+    ``argsrepr`` is given because Celery's own (a ``saferepr`` of a batch's hundreds of ids, for
+    monitoring) costs more than the publish itself."""
+    current_app.send_task(
+        PLAN_FOLLOW_UPS,
+        args=[message_ids],
+        countdown=countdown,
+        argsrepr=f"[<{len(message_ids)} message ids from {message_ids[0]}>]" if message_ids else "[[]]",
+    )
 
 
 def follow_up_plan_enqueue(*, message_id: int) -> None:

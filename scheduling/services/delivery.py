@@ -6,21 +6,22 @@ duplicate wake-up finds nothing left to claim.
 
 A batch costs the database the claim, chat's one multi-row INSERT (in a savepoint) and one
 UPDATE, each statement with a handful of parameters however many rows it carries; no model
-instance is built on the way (the claim reads four columns into tuples).
+instance is built on the way (the claim reads seven columns into tuples: what delivery writes,
+and what it does after the commit: the next bubble to wake, whether follow-ups are planned).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from chat.models import Conversation, Message
+from chat.models import Companion, Conversation, Message
 from chat.services import (
     CompanionDelivery,
     DuplicateScheduledReply,
@@ -39,13 +40,20 @@ State = ScheduledReply.State
 
 _REPLIES = ScheduledReply._meta.db_table
 _CONVERSATIONS = Conversation._meta.db_table
+_COMPANIONS = Companion._meta.db_table
 
 # The reply and its conversation locked in one statement, skipping both when either is taken
-# (the lock order of scheduling.services); only the columns delivery reads. A bubble waits until
-# the message before it is no longer pending, so a reply's bubbles arrive in order.
+# (the lock order of scheduling.services); only the columns delivery reads, with the pending
+# bubble after the reply (unlocked: its wake-up is only a hint) and the companion's follow-up
+# switch. A bubble waits until the message before it is no longer pending, so a reply's bubbles
+# arrive in order.
 _CLAIM_SQL = f"""
-SELECT reply.id, reply.conversation_id, reply.text, reply.due_at
-FROM {_REPLIES} AS reply JOIN {_CONVERSATIONS} AS conversation ON conversation.id = reply.conversation_id
+SELECT reply.id, reply.conversation_id, reply.text, reply.due_at,
+       next.id, next.typing_at, companion.follow_ups_enabled
+FROM {_REPLIES} AS reply
+  JOIN {_CONVERSATIONS} AS conversation ON conversation.id = reply.conversation_id
+  JOIN {_COMPANIONS} AS companion ON companion.id = conversation.companion_id
+  LEFT JOIN {_REPLIES} AS next ON next.after_reply_id = reply.id AND next.state = 'pending'
 WHERE reply.state = %s AND reply.due_at <= %s {{only_one}}
   AND (reply.after_reply_id IS NULL OR NOT EXISTS (
     SELECT 1 FROM {_REPLIES} AS before WHERE before.id = reply.after_reply_id AND before.state = 'pending'))
@@ -76,6 +84,9 @@ class ClaimedReply(NamedTuple):
     conversation_id: int
     text: str
     due_at: datetime
+    next_bubble_id: int | None  # the pending bubble that waits for this one
+    next_bubble_typing_at: datetime | None
+    follow_ups_enabled: bool
 
 
 def _claim(*, now: datetime, batch_size: int, reply_id: int | None = None) -> list[ClaimedReply]:
@@ -88,7 +99,7 @@ def _claim(*, now: datetime, batch_size: int, reply_id: int | None = None) -> li
         return [ClaimedReply(*row) for row in cursor.fetchall()]
 
 
-def _deliver_locked(reply: ClaimedReply, *, now: datetime) -> bool:
+def _deliver_locked(reply: ClaimedReply, *, now: datetime) -> int | None:
     """Create the message and mark the row sent; the caller holds the reply and conversation locks.
 
     The one-row path, through chat's ``companion_message_create``: :func:`_deliver_claimed`
@@ -106,14 +117,14 @@ def _deliver_locked(reply: ClaimedReply, *, now: datetime) -> bool:
         ScheduledReply.objects.filter(pk=reply.id).update(
             state=State.SENT, sent_at=now, message_id=message_id
         )
-        return False
+        return None
     except ChatInputInvalid as exc:
         _mark_refused(reply, exc)
-        return False
+        return None
     ScheduledReply.objects.filter(pk=reply.id, state=State.PENDING).update(
         state=State.SENT, sent_at=now, message_id=message.pk
     )
-    return True
+    return message.pk
 
 
 def _mark_refused(reply: ClaimedReply, exc: ChatInputInvalid) -> None:
@@ -122,8 +133,9 @@ def _mark_refused(reply: ClaimedReply, exc: ChatInputInvalid) -> None:
     )
 
 
-def _deliver_claimed(replies: list[ClaimedReply], *, now: datetime) -> set[int]:
-    """Deliver claimed rows in three statements however many there are; return the ids this call sent.
+def _deliver_claimed(replies: list[ClaimedReply], *, now: datetime) -> dict[int, int]:
+    """Deliver claimed rows in three statements however many there are; return the ids this call
+    sent, each with its message's id.
 
     The caller's transaction holds every row's reply and conversation locks (one claim
     statement). Each text goes through chat's ``validate_message_text`` first: a refused one
@@ -140,7 +152,7 @@ def _deliver_claimed(replies: list[ClaimedReply], *, now: datetime) -> set[int]:
         except ChatInputInvalid as exc:
             _mark_refused(reply, exc)
     if not deliverable:
-        return set()
+        return {}
     try:
         stored = companion_messages_store(
             deliveries=[
@@ -151,7 +163,8 @@ def _deliver_claimed(replies: list[ClaimedReply], *, now: datetime) -> set[int]:
             ]
         )
     except DuplicateScheduledReply:
-        return {reply.id for reply, _ in deliverable if _deliver_locked(reply, now=now)}
+        one_by_one = {reply.id: _deliver_locked(reply, now=now) for reply, _ in deliverable}
+        return {reply_id: message_id for reply_id, message_id in one_by_one.items() if message_id is not None}
     with connection.cursor() as cursor:
         cursor.execute(
             _MARK_SENT_SQL,
@@ -168,7 +181,7 @@ def _deliver_claimed(replies: list[ClaimedReply], *, now: datetime) -> set[int]:
         # Unreachable while every writer locks or checks the state: better no delivery than a
         # message for a row that is not sent.
         raise DeliveryConflict(f"{len(stored) - sent} of {len(stored)} claimed replies stopped being pending")
-    return set(stored)
+    return stored
 
 
 def deliver_due(*, now: datetime | None, batch_size: int, time_budget_seconds: float) -> set[int]:
@@ -187,31 +200,28 @@ def deliver_due(*, now: datetime | None, batch_size: int, time_budget_seconds: f
             batch = _claim(now=current, batch_size=batch_size)
             sent = _deliver_claimed(batch, now=current)
         _report_delivered(batch, sent=sent, now=current, seconds=time.monotonic() - batch_started)
-        _after_delivery(sent, now=current)
-        delivered |= sent
+        _after_delivery(batch, sent, now=current)
+        delivered |= sent.keys()
         if len(batch) < batch_size or time.monotonic() - started > time_budget_seconds:
             return delivered
 
 
-def _after_delivery(sent: set[int], *, now: datetime) -> None:
+def _after_delivery(replies: Iterable[ClaimedReply], sent: dict[int, int], *, now: datetime) -> None:
     """Once a batch is committed: wake the next bubble of each delivered message, and queue the
     follow-up plans of the messages that end their reply (one task per batch, for companions
-    with follow-ups on). Both are wake-ups: losing them costs a wait, never a wrong message."""
-    if not sent:
-        return
-    rows = ScheduledReply.objects.filter(id__in=sent).values_list(
-        "message_id",
-        "next_bubble__id",
-        "next_bubble__state",
-        "next_bubble__typing_at",
-        "conversation__companion__follow_ups_enabled",
-    )
+    with follow-ups on). Both are wake-ups: losing them costs a wait, never a wrong message.
+
+    ``sent`` maps each reply this call sent to its message. What to do comes from the claim's
+    own columns: no query here."""
     wakes: list[tuple[int, datetime]] = []
     follow: list[int] = []
-    for message_id, next_id, next_state, next_typing_at, follow_ups_enabled in rows:
-        if next_id is not None and next_state == State.PENDING:
-            wakes.append((next_id, max(now, next_typing_at or now)))
-        elif next_id is None and follow_ups_enabled and message_id is not None:
+    for reply in replies:
+        message_id = sent.get(reply.id)
+        if message_id is None:
+            continue
+        if reply.next_bubble_id is not None:
+            wakes.append((reply.next_bubble_id, max(now, reply.next_bubble_typing_at or now)))
+        elif reply.follow_ups_enabled:
             follow.append(message_id)
     if wakes:
         reply_wakes_queue(wakes=wakes, now=now)
@@ -226,7 +236,7 @@ def follow_up_plan_delay() -> float:
 
 
 def _report_delivered(
-    replies: Iterable[ClaimedReply], *, sent: set[int], now: datetime, seconds: float
+    replies: Iterable[ClaimedReply], *, sent: Collection[int], now: datetime, seconds: float
 ) -> None:
     """Once the batch's transaction is left: the lag histogram and one log line per delivered reply."""
     if not sent:
@@ -270,5 +280,5 @@ def reply_deliver(*, reply_id: int, now: datetime | None = None) -> bool:
             return False
         sent = _deliver_claimed(claimed, now=now)
     _report_delivered(claimed, sent=sent, now=now, seconds=time.monotonic() - started)
-    _after_delivery(sent, now=now)
+    _after_delivery(claimed, sent, now=now)
     return reply_id in sent
