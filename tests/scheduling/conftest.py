@@ -179,9 +179,33 @@ def run_in_threads(*targets: Callable[[], Any]) -> list[BaseException]:
 
 @pytest.fixture
 def purged_broker() -> Iterator[None]:
-    """An empty Celery queue before and after: other tests' plan wake-ups must not leak into ours."""
+    """An empty Celery queue before and after: other tests' plan wake-ups must not leak into ours.
+
+    The cache goes too: it marks the wake-up slots already queued (``wake_slots``), and a mark
+    left by an earlier run on a long-lived Redis would stop a wake-up this test expects."""
+    from django.core.cache import cache
+
     from companion.celery import app
 
     app.control.purge()
+    cache.clear()
     yield
     app.control.purge()
+    cache.clear()
+
+
+def queued_wakeups() -> list[tuple[str, list[Any], datetime]]:
+    """Take every message waiting in the broker's ``delivery`` queue: (task, args, eta), by eta."""
+    from companion.celery import app
+
+    taken = []
+    with app.connection_for_read() as broker, broker.SimpleQueue("delivery") as queue:
+        while True:
+            try:
+                message = queue.get(block=False)
+            except queue.Empty:
+                break
+            args, _, _ = message.decode()
+            taken.append((message.headers["task"], args, datetime.fromisoformat(message.headers["eta"])))
+            message.ack()
+    return sorted(taken, key=lambda wakeup: wakeup[2])

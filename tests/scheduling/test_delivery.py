@@ -34,6 +34,7 @@ from tests.scheduling.conftest import (
     delivered_messages,
     pending_reply,
     post,
+    queued_wakeups,
     run_in_threads,
     sent_once_or_cancelled,
     wait_for,
@@ -344,23 +345,6 @@ def test_ten_duplicate_wakeups_at_once_make_one_message(conversation, purged_bro
     assert results.count("delivered") == 1
     assert len(results) == 10
     connection.close()
-
-
-def queued_wakeups() -> list[tuple[str, list[Any], datetime]]:
-    """Take every message waiting in the broker's ``delivery`` queue: (task, args, eta), by eta."""
-    from companion.celery import app
-
-    taken = []
-    with app.connection_for_read() as broker, broker.SimpleQueue("delivery") as queue:
-        while True:
-            try:
-                message = queue.get(block=False)
-            except queue.Empty:
-                break
-            args, _, _ = message.decode()
-            taken.append((message.headers["task"], args, datetime.fromisoformat(message.headers["eta"])))
-            message.ack()
-    return sorted(taken, key=lambda wakeup: wakeup[2])
 
 
 @pytest.mark.django_db(transaction=True)
