@@ -8,7 +8,9 @@ delay. Here the model scores whole candidate TIMEs instead:
 1. **Candidates.** With our tokenizer (one token per digit) the model computes the probability
    of every clock of the next 23 hours exactly, walking the digit tree in two batched steps
    (:func:`day_candidates`, ``ReplyGenerator._clock_log_probs``); ``+1d`` clocks on a 30-minute
-   grid join when the model gives a day count any weight. With any other tokenizer
+   grid join when the model's probability of a day count reaches the later rule's threshold
+   (step 2; 1% when sampling), and that probability joins the whole mass when they do not.
+   With any other tokenizer
    (:func:`grid_candidates`): the instant minute, each of the next four minutes, then every clock
    on a 5-minute grid up to 23 hours later, and the ``+1d`` grid, each candidate standing for
    ``weight`` minutes of the delay axis, so ``probability * weight`` estimates the mass around it.
@@ -149,7 +151,8 @@ def choose(
     for candidate_bucket, mass in zip(buckets, masses, strict=True):
         by_bucket[candidate_bucket] = by_bucket.get(candidate_bucket, 0.0) + mass
     total = sum(masses)
-    if not any(c.minutes >= 1440 for c in candidates):
+    later = [i for i, c in enumerate(candidates) if c.minutes >= 1440]
+    if not later:
         # The day counts were not scored (see ``ClockScoring._tree_candidates``): their exact mass
         # still counts against "instant".
         total += later_mass / math.exp(top)
@@ -167,7 +170,6 @@ def choose(
         return rng.choices([c for c, _ in members], [p ** (1 / temperature) for _, p in members])[0]
     if instant and by_bucket.get(0, 0.0) >= instant_threshold * total:
         return instant[0]
-    later = [i for i, c in enumerate(candidates) if c.minutes >= 1440]
     if later and later_mass >= later_threshold:
         return candidates[max(later, key=probabilities.__getitem__)]
     delayed = [i for i, b in enumerate(buckets) if b > 0]

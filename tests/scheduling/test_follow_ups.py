@@ -17,7 +17,6 @@ from django.core.cache import cache
 from django.test import Client
 
 from chat.models import Companion, Conversation, Message
-from scheduling import conf
 from scheduling.guard_rules import (
     FollowUpHistory,
     FollowUpSettings,
@@ -403,24 +402,23 @@ def test_bubbles_are_delivered_in_order_with_typing_before_each_and_the_rest_can
 
 @pytest.mark.django_db
 def test_delivering_a_bubble_queues_the_wake_up_of_the_next_at_its_typing_time(
-    conversation, three_bubbles_flat_typing, purged_broker
+    conversation, three_bubbles_flat_typing, purged_broker, settings
 ):
-    # given: a reply in three bubbles a minute apart, the first one due
+    # given: 100 ms wake-up slots; a reply in three bubbles a minute apart, the first one due
+    settings.SCHEDULING_WAKE_RESOLUTION_SECONDS = 0.1
     now = seoul(3, 20, 0)
     trigger = person_says(conversation, "guess what", now)
     source = ScriptedSource([Step("what??", more=((MINUTE, "tell me!!"), (MINUTE, "i'm dying here")))])
     first = reply_plan(conversation_id=conversation.pk, trigger_message_id=trigger.pk, source=source, now=now)
     second = first.next_bubble
-    assert first.due_at is not None and second.typing_at is not None
+    assert first.due_at is not None
+    assert second.typing_at == now + timedelta(seconds=58)  # due a minute later, typed 2 s before
     queued_wakeups()  # what planning queued
     # when: the first bubble is delivered
     assert reply_deliver(reply_id=first.pk, now=first.due_at) is True
-    # then: one wake-up is queued, for the second bubble, at the end of its typing time's slot
-    # (the third is woken once the second is out)
-    resolution = timedelta(seconds=conf.wake_resolution())
-    assert queued_wakeups() == [
-        ("scheduling.wake_reply", [second.pk], _slot_end(second.typing_at, resolution))
-    ]
+    # then: one wake-up is queued, for the second bubble, at its typing time (on a slot boundary,
+    # so the slot ends there); the third is woken once the second is out
+    assert queued_wakeups() == [("scheduling.wake_reply", [second.pk], now + timedelta(seconds=58))]
 
 
 @pytest.mark.django_db
@@ -575,10 +573,3 @@ def test_staff_see_follow_ups_and_bubbles_with_their_guard_decisions(conversatio
     admin.force_login(staff_user)
     page = admin.get("/admin/scheduling/scheduledreply/?kind=follow_up").content.decode()
     assert "Follow-up" in page and "leave_alone" in page
-
-
-def _slot_end(at: datetime, resolution: timedelta) -> datetime:
-    """The end of the wake-up slot holding ``at`` (``wake_slots._wake_slot``)."""
-    epoch = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
-    slots = -(-(at - epoch) // resolution)
-    return epoch + slots * resolution
