@@ -16,22 +16,36 @@ Every push is a group message ``{"type": "chat.event", "event": <client event>}`
 consumer forwards ``event`` unchanged, so the event shapes are defined only here.
 
 A batch of pushes (a delivery batch's ``message.created`` events, a wake-up's ``typing``) goes
-out as one Redis pipeline of ``PUBLISH`` commands per shard, in order: one round trip for the
-batch instead of one per message, and Redis delivers each group's messages in the order they
-were published.
+out as one Redis command per shard: a server-side script that runs the batch's ``PUBLISH``
+commands in order. One round trip and one reply for the batch instead of one of each per
+message (parsing two hundred replies was most of a pipeline's cost), and Redis delivers each
+group's messages in the order they were published.
+
+A loop that pushes batch after batch (scheduling's delivery) opens :func:`pushes_overlapped`:
+inside it a batch's pipeline is handed to the push loop and the caller goes on with its next
+batch at once, so the database work of one batch overlaps the Redis round trip of the one
+before; the batches still go out one after another, in order, and leaving the block waits for
+the last of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
+import hashlib
 import logging
 import os
 import threading
-from collections.abc import Coroutine, Sequence
+import time
+from collections import deque
+from collections.abc import Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
+from redis.exceptions import NoScriptError
 
 from chat.serializers import message_payload, message_payload_of
 
@@ -115,13 +129,17 @@ class _PushLoop:
                     current = self._current = (os.getpid(), loop, thread)
         return current[1], current[2]
 
-    def run(self, coroutine: Coroutine[Any, Any, None], *, timeout: float) -> None:
-        """Run ``coroutine`` on the loop and wait for it; its exception, or ``TimeoutError``, is raised."""
+    def submit(self, coroutine: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
+        """Start ``coroutine`` on the loop; the future is done when it is."""
         loop, thread = self._started()
         if threading.current_thread() is thread:
             coroutine.close()
             raise RuntimeError("a synchronous push cannot wait on its own loop; await _apush there")
-        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        return asyncio.run_coroutine_threadsafe(coroutine, loop)
+
+    def run(self, coroutine: Coroutine[Any, Any, None], *, timeout: float) -> None:
+        """Run ``coroutine`` on the loop and wait for it; its exception, or ``TimeoutError``, is raised."""
+        future = self.submit(coroutine)
         try:
             future.result(timeout=timeout)
         except TimeoutError:
@@ -131,6 +149,69 @@ class _PushLoop:
 
 _push_loop = _PushLoop()
 os.register_at_fork(after_in_child=_push_loop.after_fork_in_child)
+
+
+async def _after(
+    previous: concurrent.futures.Future[None] | None, coroutine: Coroutine[Any, Any, None]
+) -> None:
+    """``coroutine`` once ``previous`` (the batch handed over before it) has finished, however it ended."""
+    if previous is not None:
+        await asyncio.wait({asyncio.wrap_future(previous)})
+    await coroutine
+
+
+class _OverlappedPushes:
+    """The batches of one :func:`pushes_overlapped` block that are handed over and not yet waited for."""
+
+    def __init__(self, *, limit: int) -> None:
+        self._limit = limit
+        self._in_flight: deque[concurrent.futures.Future[None]] = deque()
+
+    def submit(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        previous = self._in_flight[-1] if self._in_flight else None
+        self._in_flight.append(_push_loop.submit(_after(previous, coroutine)))
+        while len(self._in_flight) > self._limit:  # a slow Redis holds the caller back, not its memory
+            self._wait(self._in_flight.popleft(), timeout=PUSH_TIMEOUT_SECONDS)
+
+    def wait_all(self) -> None:
+        """Wait for every batch under one :data:`PUSH_TIMEOUT_SECONDS`; a failure is logged."""
+        deadline = time.monotonic() + PUSH_TIMEOUT_SECONDS
+        while self._in_flight:
+            self._wait(self._in_flight.popleft(), timeout=max(deadline - time.monotonic(), 0.0))
+
+    @staticmethod
+    def _wait(future: concurrent.futures.Future[None], *, timeout: float) -> None:
+        try:
+            future.result(timeout=timeout)
+        except TimeoutError:
+            future.cancel()
+            logger.error("A batch of pushes did not finish within %.1fs; it is dropped", timeout)
+        except Exception:
+            logger.exception("A batch of pushes failed")
+
+
+_overlapped: contextvars.ContextVar[_OverlappedPushes | None] = contextvars.ContextVar(
+    "chat_realtime_overlapped_pushes", default=None
+)
+
+
+@contextmanager
+def pushes_overlapped(*, in_flight: int = 4) -> Iterator[None]:
+    """Inside the block, a batch of pushes (:func:`broadcast_events`) does not wait for Redis.
+
+    The caller goes on while the push loop sends it, each batch after the one before it, so
+    their order is kept; at most ``in_flight`` batches are outstanding (the next hand-over waits
+    for the oldest). Leaving the block waits until every batch has gone out (or failed, logged,
+    or timed out after :data:`PUSH_TIMEOUT_SECONDS`), so what was pushed inside it has reached
+    Redis when the block ends. Single pushes (:func:`broadcast_message`, typing, read) still wait.
+    """
+    pending = _OverlappedPushes(limit=in_flight)
+    token = _overlapped.set(pending)
+    try:
+        yield
+    finally:
+        _overlapped.reset(token)
+        pending.wait_all()
 
 
 def _push(conversation_id: int, event: dict[str, Any]) -> None:
@@ -172,8 +253,15 @@ def broadcast_events(pushes: Sequence[tuple[int, dict[str, Any]]]) -> None:
 
     For batches built without model instances (scheduling's delivery): a failed pipeline is
     logged, never raised (a push is a notification), under one :data:`PUSH_TIMEOUT_SECONDS`.
+    Inside :func:`pushes_overlapped` it returns once the batch is handed over.
     """
-    _push_each(pushes)
+    if not pushes:
+        return
+    overlapped = _overlapped.get()
+    if overlapped is None:
+        _push_each(pushes)
+    else:
+        overlapped.submit(_apush_each(pushes))
 
 
 def _push_each(pushes: Sequence[tuple[int, dict[str, Any]]]) -> None:
@@ -190,43 +278,57 @@ async def _apush_each(pushes: Sequence[tuple[int, dict[str, Any]]]) -> None:
         for conversation_id, event in pushes:  # another layer: one group_send each, in order
             await _apush_logged(conversation_id, event)
         return
-    await _apublish_pipelined(channel_layer, pushes)
+    await _apublish_batched(channel_layer, pushes)
 
 
-# What _apublish_pipelined uses of a channels_redis 4.3 shard connection.
+# What _apublish_batched uses of a channels_redis 4.3 shard connection.
 _SHARD_INTERNALS = ("_lock", "_ensure_redis", "_redis")
 
+# PUBLISH ARGV[i] ARGV[n + i] for i = 1..n, in order: the channels, then their payloads. Channels
+# are arguments, not KEYS: they are not keys, and a shard is one Redis, never a cluster.
+_PUBLISH_BATCH_LUA = """
+local count = #ARGV / 2
+for i = 1, count do
+  redis.call('PUBLISH', ARGV[i], ARGV[count + i])
+end
+return count
+"""
+_PUBLISH_BATCH_SHA = hashlib.sha1(_PUBLISH_BATCH_LUA.encode()).hexdigest()
 
-async def _apublish_pipelined(
+
+async def _apublish_batched(
     channel_layer: RedisPubSubChannelLayer, pushes: Sequence[tuple[int, dict[str, Any]]]
 ) -> None:
-    """What ``group_send`` does for each push, as one pipeline of ``PUBLISH`` per shard.
+    """What ``group_send`` does for each push, as one scripted batch of ``PUBLISH`` per shard.
 
     channels_redis 4.3's pub/sub layer: its per-loop layer names each group's Redis channel and
     picks its shard, and a shard holds one connection (guarded by its lock) that it opens on
     first use. ``group_send`` is exactly ``shard.publish(group channel, serialize(message))``;
-    here the same commands share one round trip. A failed pipeline is logged, not raised.
+    here the same commands run in one ``EVALSHA`` (``EVAL`` the first time a Redis has not seen
+    the script). A failed batch is logged, not raised.
     """
     loop_layer = channel_layer._get_layer()
-    by_shard: dict[Any, list[tuple[str, bytes]]] = {}
+    by_shard: dict[Any, tuple[list[str], list[bytes]]] = {}
     for conversation_id, event in pushes:
         channel = loop_layer._get_group_channel_name(conversation_group(conversation_id))
         data = channel_layer.serialize({"type": "chat.event", "event": event})
-        by_shard.setdefault(loop_layer._get_shard(channel), []).append((channel, data))
+        channels, payloads = by_shard.setdefault(loop_layer._get_shard(channel), ([], []))
+        channels.append(channel)
+        payloads.append(data)
     if not all(hasattr(shard, name) for shard in by_shard for name in _SHARD_INTERNALS):
         for conversation_id, event in pushes:  # another channels_redis: its own group_send, in order
             await _apush_logged(conversation_id, event)
         return
-    for shard, publishes in by_shard.items():
+    for shard, (channels, payloads) in by_shard.items():
         try:
             async with shard._lock:
                 shard._ensure_redis()
-                pipeline = shard._redis.pipeline(transaction=False)
-                for channel, data in publishes:
-                    pipeline.publish(channel, data)
-                await pipeline.execute()
+                try:
+                    await shard._redis.evalsha(_PUBLISH_BATCH_SHA, 0, *channels, *payloads)
+                except NoScriptError:  # a Redis that restarted, or never ran it: EVAL caches it there
+                    await shard._redis.eval(_PUBLISH_BATCH_LUA, 0, *channels, *payloads)
         except Exception:
-            logger.exception("Broadcasting a batch of %s events failed", len(publishes))
+            logger.exception("Broadcasting a batch of %s events failed", len(channels))
 
 
 async def _apush_logged(conversation_id: int, event: dict[str, Any]) -> None:

@@ -38,7 +38,12 @@ class ScheduledReply(models.Model):
         FOLLOW_UP = "follow_up", "Follow-up"
         BUBBLE = "bubble", "Bubble"
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="scheduled_replies")
+    # No index of its own: sched_reply_conversation (conversation, -id) serves every lookup by
+    # conversation, and every delivery's UPDATE (not HOT: it changes the state) writes one
+    # entry fewer.
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="scheduled_replies", db_index=False
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.ANSWER)
     # One plan per trigger: a duplicated plan task finds the row and stops (idempotency). An
     # answer's trigger is the person's message, a follow-up's the companion message it follows;

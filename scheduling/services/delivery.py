@@ -8,6 +8,11 @@ A batch costs the database the claim, chat's one multi-row INSERT (in a savepoin
 UPDATE, each statement with a handful of parameters however many rows it carries; no model
 instance is built on the way (the claim reads seven columns into tuples: what delivery writes,
 and what it does after the commit: the next bubble to wake, whether follow-ups are planned).
+
+A run of batches (:func:`deliver_due`) keeps the Redis work off the database's path: each batch's
+``message.created`` pipeline goes out while the next batch is claimed (chat's
+``pushes_overlapped``), and the follow-up plans of every message it delivered are queued as one
+Celery task a second rather than one a batch.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import NamedTuple
 from django.db import connection, transaction
 from django.utils import timezone
 
+from chat import realtime
 from chat.models import Companion, Conversation, Message
 from chat.services import (
     CompanionDelivery,
@@ -48,7 +54,7 @@ _COMPANIONS = Companion._meta.db_table
 # switch. A bubble waits until the message before it is no longer pending, so a reply's bubbles
 # arrive in order.
 _CLAIM_SQL = f"""
-SELECT reply.id, reply.conversation_id, reply.text, reply.due_at,
+SELECT reply.id, reply.conversation_id, reply.text, date_part('epoch', %s - reply.due_at),
        next.id, next.typing_at, companion.follow_ups_enabled
 FROM {_REPLIES} AS reply
   JOIN {_CONVERSATIONS} AS conversation ON conversation.id = reply.conversation_id
@@ -83,7 +89,9 @@ class ClaimedReply(NamedTuple):
     id: int
     conversation_id: int
     text: str
-    due_at: datetime
+    lag_seconds: (
+        float  # how long after its due time it was claimed (float8: cheaper to read than a timestamp)
+    )
     next_bubble_id: int | None  # the pending bubble that waits for this one
     next_bubble_typing_at: datetime | None
     follow_ups_enabled: bool
@@ -93,9 +101,9 @@ def _claim(*, now: datetime, batch_size: int, reply_id: int | None = None) -> li
     """Lock up to ``batch_size`` due pending replies (or only ``reply_id``) with their conversations."""
     with connection.cursor() as cursor:
         if reply_id is None:
-            cursor.execute(_CLAIM_DUE_SQL, [State.PENDING.value, now, batch_size])
+            cursor.execute(_CLAIM_DUE_SQL, [now, State.PENDING.value, now, batch_size])
         else:
-            cursor.execute(_CLAIM_ONE_SQL, [State.PENDING.value, now, reply_id, batch_size])
+            cursor.execute(_CLAIM_ONE_SQL, [now, State.PENDING.value, now, reply_id, batch_size])
         return [ClaimedReply(*row) for row in cursor.fetchall()]
 
 
@@ -138,33 +146,34 @@ def _deliver_claimed(replies: list[ClaimedReply], *, now: datetime) -> dict[int,
     sent, each with its message's id.
 
     The caller's transaction holds every row's reply and conversation locks (one claim
-    statement). Each text goes through chat's ``validate_message_text`` first: a refused one
-    marks its row ``failed`` and the others still go out. Then chat's ``companion_messages_store``
-    stores the messages with one INSERT in a savepoint (``scheduled_reply_id`` is unique: a
-    message that already exists sends the batch through the one-row path, which records it) and
-    pushes ``message.created`` after commit; one UPDATE, conditional on ``pending``, marks the
-    rows sent with their message ids.
+    statement). Chat's ``companion_messages_store`` checks every text (``validate_message_text``)
+    and stores the messages with one INSERT (``scheduled_reply_id`` is unique: a message that
+    already exists sends the batch through the one-row path, which records it), and pushes
+    ``message.created`` after commit. If it refuses a text, nothing is stored: each refused row is
+    marked ``failed`` and the others go out in a second INSERT. One UPDATE, conditional on
+    ``pending``, marks the rows sent with their message ids.
     """
-    deliverable: list[tuple[ClaimedReply, str]] = []
-    for reply in replies:
-        try:
-            deliverable.append((reply, validate_message_text(reply.text)))
-        except ChatInputInvalid as exc:
-            _mark_refused(reply, exc)
-    if not deliverable:
-        return {}
     try:
-        stored = companion_messages_store(
-            deliveries=[
-                CompanionDelivery(
-                    conversation_id=reply.conversation_id, scheduled_reply_id=reply.id, text=text
-                )
-                for reply, text in deliverable
-            ]
-        )
+        stored = _store(replies)
+    except ChatInputInvalid:
+        # Chat refused some text (rare: a generated text too long or with control characters):
+        # mark those rows, store the others.
+        deliverable = []
+        for reply in replies:
+            try:
+                validate_message_text(reply.text)
+            except ChatInputInvalid as exc:
+                _mark_refused(reply, exc)
+            else:
+                deliverable.append(reply)
+        try:
+            stored = _store(deliverable)
+        except DuplicateScheduledReply:
+            return _deliver_one_by_one(deliverable, now=now)
     except DuplicateScheduledReply:
-        one_by_one = {reply.id: _deliver_locked(reply, now=now) for reply, _ in deliverable}
-        return {reply_id: message_id for reply_id, message_id in one_by_one.items() if message_id is not None}
+        return _deliver_one_by_one(replies, now=now)
+    if not stored:
+        return {}
     with connection.cursor() as cursor:
         cursor.execute(
             _MARK_SENT_SQL,
@@ -184,32 +193,86 @@ def _deliver_claimed(replies: list[ClaimedReply], *, now: datetime) -> dict[int,
     return stored
 
 
+def _store(replies: list[ClaimedReply]) -> dict[int, int]:
+    """Chat's one INSERT for the batch (it checks every text first, and stores none if one fails)."""
+    return companion_messages_store(
+        deliveries=[
+            CompanionDelivery(
+                conversation_id=reply.conversation_id, scheduled_reply_id=reply.id, text=reply.text
+            )
+            for reply in replies
+        ]
+    )
+
+
+def _deliver_one_by_one(replies: list[ClaimedReply], *, now: datetime) -> dict[int, int]:
+    """The one-row path for each reply, once a batch met a message that already exists."""
+    one_by_one = {reply.id: _deliver_locked(reply, now=now) for reply in replies}
+    return {reply_id: message_id for reply_id, message_id in one_by_one.items() if message_id is not None}
+
+
 def deliver_due(*, now: datetime | None, batch_size: int, time_budget_seconds: float) -> set[int]:
     """Claim and deliver due pending rows, a batch per transaction, until none is due or the budget is spent.
 
     ``FOR UPDATE SKIP LOCKED``: any number of callers (dispatchers, wake-ups) run at once, each
     on other rows. Without an injected ``now``, every batch reads the clock again. Returns the
-    ids this call sent.
+    ids this call sent, once their pushes have gone out and their follow-up plans are queued.
     """
     started = time.monotonic()
     delivered: set[int] = set()
-    while True:
-        current = now or timezone.now()
-        batch_started = time.monotonic()
-        with transaction.atomic():
-            batch = _claim(now=current, batch_size=batch_size)
-            sent = _deliver_claimed(batch, now=current)
-        _report_delivered(batch, sent=sent, now=current, seconds=time.monotonic() - batch_started)
-        _after_delivery(batch, sent, now=current)
-        delivered |= sent.keys()
-        if len(batch) < batch_size or time.monotonic() - started > time_budget_seconds:
-            return delivered
+    follow_ups = _FollowUpPlans()
+    with realtime.pushes_overlapped():
+        try:
+            while True:
+                current = now or timezone.now()
+                batch_started = time.monotonic()
+                with transaction.atomic():
+                    batch = _claim(now=current, batch_size=batch_size)
+                    sent = _deliver_claimed(batch, now=current)
+                _report_delivered(batch, sent=sent, now=current, seconds=time.monotonic() - batch_started)
+                follow_ups.extend(_after_delivery(batch, sent, now=current))
+                follow_ups.queue_if_older_than(FOLLOW_UP_QUEUE_SECONDS)
+                delivered |= sent.keys()
+                if len(batch) < batch_size or time.monotonic() - started > time_budget_seconds:
+                    return delivered
+        finally:  # what was committed is delivered: its follow-ups are planned even if a later batch failed
+            follow_ups.queue()
 
 
-def _after_delivery(replies: Iterable[ClaimedReply], sent: dict[int, int], *, now: datetime) -> None:
-    """Once a batch is committed: wake the next bubble of each delivered message, and queue the
-    follow-up plans of the messages that end their reply (one task per batch, for companions
-    with follow-ups on). Both are wake-ups: losing them costs a wait, never a wrong message.
+# How long a run holds the follow-up plans of delivered messages before queueing them as one
+# task: a few seconds are nothing beside the plan delay (30 s by default), and each task saved
+# is a Celery publish (about as long as a batch's claim) off the delivery path.
+FOLLOW_UP_QUEUE_SECONDS = 1.0
+
+
+class _FollowUpPlans:
+    """The messages of one delivery run whose follow-ups are to be planned, not queued yet."""
+
+    def __init__(self) -> None:
+        self._message_ids: list[int] = []
+        self._since = 0.0
+
+    def extend(self, message_ids: list[int]) -> None:
+        if message_ids and not self._message_ids:
+            self._since = time.monotonic()
+        self._message_ids.extend(message_ids)
+
+    def queue_if_older_than(self, seconds: float) -> None:
+        if self._message_ids and time.monotonic() - self._since >= seconds:
+            self.queue()
+
+    def queue(self) -> None:
+        """One task for every message held (its countdown counts from now: at most a second late)."""
+        if self._message_ids:
+            message_ids, self._message_ids = self._message_ids, []
+            follow_up_plans_enqueue(message_ids=message_ids, countdown=follow_up_plan_delay())
+
+
+def _after_delivery(replies: Iterable[ClaimedReply], sent: dict[int, int], *, now: datetime) -> list[int]:
+    """Once a batch is committed: wake the next bubble of each delivered message; return the
+    delivered messages that end their reply and whose companion has follow-ups on (the caller
+    queues their follow-up plans). Both are wake-ups: losing them costs a wait, never a wrong
+    message.
 
     ``sent`` maps each reply this call sent to its message. What to do comes from the claim's
     own columns: no query here."""
@@ -225,8 +288,7 @@ def _after_delivery(replies: Iterable[ClaimedReply], sent: dict[int, int], *, no
             follow.append(message_id)
     if wakes:
         reply_wakes_queue(wakes=wakes, now=now)
-    if follow:
-        follow_up_plans_enqueue(message_ids=follow, countdown=follow_up_plan_delay())
+    return follow
 
 
 def follow_up_plan_delay() -> float:
@@ -241,7 +303,7 @@ def _report_delivered(
     """Once the batch's transaction is left: the lag histogram and one log line per delivered reply."""
     if not sent:
         return
-    delivered = [(reply, (now - reply.due_at).total_seconds()) for reply in replies if reply.id in sent]
+    delivered = [(reply, reply.lag_seconds) for reply in replies if reply.id in sent]
     metrics.replies_delivered(lag for _, lag in delivered)
     if not logger.isEnabledFor(logging.INFO):
         return
@@ -280,5 +342,7 @@ def reply_deliver(*, reply_id: int, now: datetime | None = None) -> bool:
             return False
         sent = _deliver_claimed(claimed, now=now)
     _report_delivered(claimed, sent=sent, now=now, seconds=time.monotonic() - started)
-    _after_delivery(claimed, sent, now=now)
+    follow = _after_delivery(claimed, sent, now=now)
+    if follow:
+        follow_up_plans_enqueue(message_ids=follow, countdown=follow_up_plan_delay())
     return reply_id in sent

@@ -196,10 +196,15 @@ def purged_broker() -> Iterator[None]:
 
 def queued_wakeups() -> list[tuple[str, list[Any], datetime]]:
     """Take every message waiting in the broker's ``delivery`` queue: (task, args, eta), by eta."""
+    return queued_tasks("delivery")
+
+
+def queued_tasks(queue_name: str) -> list[tuple[str, list[Any], datetime]]:
+    """Take every message waiting in the broker's ``queue_name`` queue: (task, args, eta), by eta."""
     from companion.celery import app
 
     taken = []
-    with app.connection_for_read() as broker, broker.SimpleQueue("delivery") as queue:
+    with app.connection_for_read() as broker, broker.SimpleQueue(queue_name) as queue:
         while True:
             try:
                 message = queue.get(block=False)

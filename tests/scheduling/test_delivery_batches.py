@@ -6,10 +6,13 @@ batches (several transactions) deliver replies of the same conversations here.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings as django_settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -17,9 +20,9 @@ from chat import realtime, services
 from chat.models import Message
 from chat.services import CompanionDelivery, DuplicateScheduledReply
 from scheduling.models import ScheduledReply
-from scheduling.services import due_replies_dispatch
+from scheduling.services import delivery, due_replies_dispatch
 from tests.factories import ConversationFactory
-from tests.scheduling.conftest import pending_reply
+from tests.scheduling.conftest import pending_reply, queued_tasks
 from tests.scheduling.test_delivery import GroupListener
 
 State = ScheduledReply.State
@@ -106,3 +109,83 @@ def test_a_batch_stores_and_pushes_every_text_exactly_as_chat_normalized_it(pers
         [message] = Message.objects.filter(conversation=conversation, role="companion")
         assert message.text == text
         assert listener.next_event() == realtime.message_created_event(message)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_overlapped_batches_are_handed_over_without_waiting_and_arrive_in_order_when_the_block_ends(
+    conversation,
+):
+    # given: a listener, and the push loop held by a gate that only this test opens
+    listener = GroupListener(conversation.pk)
+    loop, _ = realtime._push_loop._started()
+    gate = asyncio.Event()
+
+    async def closed_gate() -> None:
+        await gate.wait()
+
+    batches = [[(conversation.pk, realtime.read_event(role="person", up_to=n))] for n in (1, 2, 3)]
+    with realtime.pushes_overlapped(in_flight=8):
+        overlapped = realtime._overlapped.get()
+        assert overlapped is not None
+        overlapped.submit(closed_gate())
+        # when: three batches are broadcast while the gate is shut
+        for batch in batches:
+            realtime.broadcast_events(batch)
+        # then: each call returned with its batch handed over and not sent (a waiting call
+        # would have timed out behind the gate)
+        assert [future.done() for future in overlapped._in_flight] == [False, False, False, False]
+        loop.call_soon_threadsafe(gate.set)
+    # and leaving the block waited for them: all three arrived, in the order they were broadcast
+    assert all(future.done() for future in overlapped._in_flight) and not overlapped._in_flight
+    assert [listener.next_event() for _ in batches] == [batch[0][1] for batch in batches]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_reaches_a_redis_that_forgot_the_publish_script(conversation):
+    # given: the script ran once, then Redis dropped its script cache (as after a restart)
+    listener = GroupListener(conversation.pk)
+    realtime.broadcast_events([(conversation.pk, realtime.read_event(role="person", up_to=1))])
+    assert listener.next_event() == realtime.read_event(role="person", up_to=1)
+    client = redis.Redis.from_url(django_settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0])
+    client.script_flush()
+    assert client.script_exists(realtime._PUBLISH_BATCH_SHA) == [False]
+    # when
+    realtime.broadcast_events(
+        [(conversation.pk, realtime.read_event(role="person", up_to=n)) for n in (2, 3)]
+    )
+    # then: both events arrived, in order, and the script is cached again
+    assert [listener.next_event(), listener.next_event()] == [
+        realtime.read_event(role="person", up_to=2),
+        realtime.read_event(role="person", up_to=3),
+    ]
+    assert client.script_exists(realtime._PUBLISH_BATCH_SHA) == [True]
+
+
+def _follow_up_tasks() -> list[tuple[str, list[Any]]]:
+    return [(task, args) for task, args, _ in queued_tasks("plan")]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("hold_seconds", "expected_batches"),
+    [(3600.0, [[0, 1, 2, 3, 4]]), (0.0, [[0, 1], [2, 3], [4]])],
+    ids=["held for the run: one task", "held for no time: one task a batch"],
+)
+def test_a_dispatch_run_queues_the_follow_up_plans_of_its_batches_together(
+    person, purged_broker, monkeypatch, hold_seconds, expected_batches
+):
+    # given: five due replies (follow-ups on, as by default), delivered in batches of two
+    monkeypatch.setattr(delivery, "FOLLOW_UP_QUEUE_SECONDS", hold_seconds)
+    now = timezone.now()
+    conversations = [ConversationFactory(person=person) for _ in range(5)]
+    replies = [
+        pending_reply(conversation, due_at=now - (5 - i) * SECOND)
+        for i, conversation in enumerate(conversations)
+    ]
+    # when
+    assert due_replies_dispatch(now=now, batch_size=2).delivered == 5
+    # then: the fan-out tasks carry every delivered message, in delivery order
+    messages = [Message.objects.get(scheduled_reply_id=reply.pk).pk for reply in replies]
+    assert _follow_up_tasks() == [
+        ("scheduling.plan_follow_ups", [[messages[i] for i in batch]]) for batch in expected_batches
+    ]
