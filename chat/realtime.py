@@ -22,7 +22,7 @@ message (parsing two hundred replies was most of a pipeline's cost), and Redis d
 group's messages in the order they were published.
 
 A loop that pushes batch after batch (scheduling's delivery) opens :func:`pushes_overlapped`:
-inside it a batch's pipeline is handed to the push loop and the caller goes on with its next
+inside it a batch of pushes is handed to the push loop and the caller goes on with its next
 batch at once, so the database work of one batch overlaps the Redis round trip of the one
 before; the batches still go out one after another, in order, and leaving the block waits for
 the last of them.
@@ -241,7 +241,7 @@ def broadcast_typing_each(*, conversation_ids: Sequence[int], role: str, is_typi
     """:func:`broadcast_typing` to several conversations in one hand-off to the push loop.
 
     For scheduling's wake-ups, which start typing for every reply whose time came at once: one
-    pipeline per Redis shard, whose failure is logged, never raised, under one
+    scripted batch per Redis shard, whose failure is logged, never raised, under one
     :data:`PUSH_TIMEOUT_SECONDS`.
     """
     event = typing_event(role=role, is_typing=is_typing)
@@ -249,9 +249,9 @@ def broadcast_typing_each(*, conversation_ids: Sequence[int], role: str, is_typi
 
 
 def broadcast_events(pushes: Sequence[tuple[int, dict[str, Any]]]) -> None:
-    """``(conversation_id, event)`` pushes, in order, in one hand-off and one pipeline per Redis shard.
+    """``(conversation_id, event)`` pushes, in order, in one hand-off and one scripted batch per Redis shard.
 
-    For batches built without model instances (scheduling's delivery): a failed pipeline is
+    For batches built without model instances (scheduling's delivery): a failed batch is
     logged, never raised (a push is a notification), under one :data:`PUSH_TIMEOUT_SECONDS`.
     Inside :func:`pushes_overlapped` it returns once the batch is handed over.
     """

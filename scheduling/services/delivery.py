@@ -10,7 +10,7 @@ instance is built on the way (the claim reads seven columns into tuples: what de
 and what it does after the commit: the next bubble to wake, whether follow-ups are planned).
 
 A run of batches (:func:`deliver_due`) keeps the Redis work off the database's path: each batch's
-``message.created`` pipeline goes out while the next batch is claimed (chat's
+``message.created`` pushes go out while the next batch is claimed (chat's
 ``pushes_overlapped``), and the follow-up plans of every message it delivered are queued as one
 Celery task a second rather than one a batch.
 """

@@ -1,6 +1,6 @@
 """Batched delivery on real PostgreSQL and Redis: a batch's events arrive, in order per conversation, once.
 
-A batch's ``message.created`` events leave as one Redis pipeline after its commit; several
+A batch's ``message.created`` events leave as one scripted Redis command after its commit; several
 batches (several transactions) deliver replies of the same conversations here.
 """
 
@@ -41,7 +41,7 @@ def events_until_sentinel(listener: GroupListener) -> list[dict[str, Any]]:
 @pytest.mark.django_db(transaction=True)
 def test_every_batch_event_arrives_once_in_order_per_conversation(person):
     # given: three conversations with 4, 3 and 1 due replies, interleaved in due order, delivered
-    # in batches of 3 (three transactions, three pipelines)
+    # in batches of 3 (three transactions, three batches of pushes)
     now = timezone.now()
     conversations = [ConversationFactory(person=person) for _ in range(3)]
     plan = [0, 1, 0, 2, 1, 0, 1, 0]
