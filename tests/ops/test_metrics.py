@@ -111,6 +111,16 @@ def test_pending_count_and_lag_histogram_move_as_a_real_planner_plans_and_a_work
         what="both plans",
     )
     assert sorted(reply.state for reply in replies) == [State.PENDING, State.PENDING]
+    # The planner times and logs a plan once its transaction has committed, so a reader can
+    # see the second row a moment before it sees the second plan's timing and log line.
+    wait_for(
+        lambda: (
+            sample(scrape(client), "companion_reply_plan_seconds_count", outcome="pending") == 2.0
+            and len(json_events(planner, "reply_planned")) == 2
+        ),
+        timeout=30,
+        what="the planner's metrics and log lines of both plans",
+    )
     samples = scrape(client)
     # then: two pending, nothing delivered yet, two plans timed
     assert (
