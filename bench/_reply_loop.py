@@ -67,11 +67,15 @@ def spawn(args: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Pop
     )
 
 
-def start_worker(env: dict[str, str], *, concurrency: int, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    env: dict[str, str], *, concurrency: int, log: Path, queues: str | None = None
+) -> subprocess.Popen[bytes]:
+    """A Celery worker; ``queues`` as its ``--queues`` (every queue when None)."""
     process = spawn(
         celery_command(
             "worker",
             f"--concurrency={concurrency}",
+            *([f"--queues={queues}"] if queues else []),
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",

@@ -55,7 +55,11 @@ def main() -> None:
         from scheduling.services import reply_wakes_queue
 
         call_command("ensure_reply_dispatcher", "--every", str(args.interval), stdout=StringIO())
-        worker = start_worker(env, concurrency=args.concurrency, log=logs / "worker.log")
+        # A delivery worker, as compose runs it: the follow-up plans that deliveries queue wait
+        # for a planner (none here), instead of running the model between wake-ups.
+        worker = start_worker(
+            env, concurrency=args.concurrency, log=logs / "worker.log", queues="delivery,celery"
+        )
         beat = start_beat(env, log=logs / "beat.log", pidfile=logs / "beat.pid")
         try:
             rng = random.Random(0)
