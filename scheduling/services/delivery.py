@@ -4,7 +4,7 @@ Every claim is one statement over the reply and its conversation, and every batc
 transaction: chat's messages and the ``sent`` marks commit together or not at all, and a
 duplicate wake-up finds nothing left to claim.
 
-A batch costs the database the claim, chat's one multi-row INSERT (in a savepoint) and one
+A batch costs the database the claim, chat's one multi-row INSERT and one
 UPDATE, each statement with a handful of parameters however many rows it carries; no model
 instance is built on the way (the claim reads seven columns into tuples: what delivery writes,
 and what it does after the commit: the next bubble to wake, whether follow-ups are planned).
@@ -89,9 +89,8 @@ class ClaimedReply(NamedTuple):
     id: int
     conversation_id: int
     text: str
-    lag_seconds: (
-        float  # how long after its due time it was claimed (float8: cheaper to read than a timestamp)
-    )
+    # How long after its due time it was claimed (a float8: cheaper to read than a timestamp).
+    lag_seconds: float
     next_bubble_id: int | None  # the pending bubble that waits for this one
     next_bubble_typing_at: datetime | None
     follow_ups_enabled: bool
@@ -229,7 +228,7 @@ def deliver_due(*, now: datetime | None, batch_size: int, time_budget_seconds: f
                 with transaction.atomic():
                     batch = _claim(now=current, batch_size=batch_size)
                     sent = _deliver_claimed(batch, now=current)
-                _report_delivered(batch, sent=sent, now=current, seconds=time.monotonic() - batch_started)
+                _report_delivered(batch, sent=sent, seconds=time.monotonic() - batch_started)
                 follow_ups.extend(_after_delivery(batch, sent, now=current))
                 follow_ups.queue_if_older_than(FOLLOW_UP_QUEUE_SECONDS)
                 delivered |= sent.keys()
@@ -265,7 +264,7 @@ class _FollowUpPlans:
         """One task for every message held (its countdown counts from now: at most a second late)."""
         if self._message_ids:
             message_ids, self._message_ids = self._message_ids, []
-            follow_up_plans_enqueue(message_ids=message_ids, countdown=follow_up_plan_delay())
+            _queue_follow_up_plans(message_ids)
 
 
 def _after_delivery(replies: Iterable[ClaimedReply], sent: dict[int, int], *, now: datetime) -> list[int]:
@@ -291,15 +290,18 @@ def _after_delivery(replies: Iterable[ClaimedReply], sent: dict[int, int], *, no
     return follow
 
 
+def _queue_follow_up_plans(message_ids: list[int]) -> None:
+    """One fan-out task for the follow-up plans of these delivered messages, after the plan delay."""
+    follow_up_plans_enqueue(message_ids=message_ids, countdown=follow_up_plan_delay())
+
+
 def follow_up_plan_delay() -> float:
     """Seconds after a delivery before its follow-up is planned (REPLY_TIME_SCALE applied): a
     person who answers within them costs no model time."""
     return float(conf.setting("SCHEDULING_FOLLOW_UP_PLAN_DELAY_SECONDS")) * conf.time_scale()
 
 
-def _report_delivered(
-    replies: Iterable[ClaimedReply], *, sent: Collection[int], now: datetime, seconds: float
-) -> None:
+def _report_delivered(replies: Iterable[ClaimedReply], *, sent: Collection[int], seconds: float) -> None:
     """Once the batch's transaction is left: the lag histogram and one log line per delivered reply."""
     if not sent:
         return
@@ -341,8 +343,7 @@ def reply_deliver(*, reply_id: int, now: datetime | None = None) -> bool:
         if not claimed:
             return False
         sent = _deliver_claimed(claimed, now=now)
-    _report_delivered(claimed, sent=sent, now=now, seconds=time.monotonic() - started)
-    follow = _after_delivery(claimed, sent, now=now)
-    if follow:
-        follow_up_plans_enqueue(message_ids=follow, countdown=follow_up_plan_delay())
+    _report_delivered(claimed, sent=sent, seconds=time.monotonic() - started)
+    if follow := _after_delivery(claimed, sent, now=now):
+        _queue_follow_up_plans(follow)
     return reply_id in sent
