@@ -78,7 +78,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_DEFINING_SOURCES = (
     "build.py",
     "clock_hints.py",
-    "clock_mentions.py",
     "conditioning.py",
     "corpus.py",
     "corpus_data.py",
@@ -87,7 +86,6 @@ MODEL_DEFINING_SOURCES = (
     "sentence_vectors.py",
     "training.py",
     "transcript.py",
-    "data/clock_words.json",
 )
 
 

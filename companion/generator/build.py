@@ -80,9 +80,6 @@ class Preset:
     # Offer the last turn's clock digits at the reply's time positions (clock_hints.py); needs
     # ``conditioned``.
     clock_hints: bool = True
-    # Offer the digits of the clock the person stated too ("busy till 7pm": 19:00,
-    # clock_mentions.py), from a table of their own; needs ``clock_hints``.
-    stated_hints: bool = True
 
 
 PRESETS: dict[str, Preset] = {
@@ -289,7 +286,6 @@ def build_default_model(
             max_length=spec.max_length,
             text_index=text_index,
             clock_hints=text_index is not None and spec.clock_hints,
-            stated_hints=text_index is not None and spec.clock_hints and spec.stated_hints,
         )
         for p in pairs
     ]
@@ -300,11 +296,7 @@ def build_default_model(
         say(f"sentence vectors: encoding {len(text_index.texts)} distinct turn texts")
         vectors = vector_table(text_index.texts, progress=say)
         torch.manual_seed(seed)
-        conditioning = SentenceConditioning(
-            spec.hidden_size,
-            clock_hints=spec.clock_hints,
-            stated_hints=spec.clock_hints and spec.stated_hints,
-        )
+        conditioning = SentenceConditioning(spec.hidden_size, clock_hints=spec.clock_hints)
         trained = ConditionedLM(model, conditioning)
     schedule = TrainConfig(
         steps=spec.steps,

@@ -9,12 +9,6 @@ position whose next character is clock character ``k`` of the reply (``H``, ``H`
 the colon needs none), a learned embedding of the last turn's character ``k`` is added. Copying
 becomes a mapping at one position, and a delay becomes arithmetic on digits the model already has.
 
-A model built with stated hints gets a second hint at the same positions: the digit of the clock
-the person stated ("busy till 7pm" is 19:00, ``clock_mentions.py``), from a table of its own, so
-"the stated clock plus a few minutes" is the same arithmetic as "the last clock plus the delay".
-Both hints of a position travel as one integer row (:func:`hint_row`, :func:`split_rows`), so a
-model without stated hints reads exactly the rows it always did.
-
 The transcript is unchanged: hints are an input feature of our conditioned model (next to the
 sentence vectors, saved in the same file, see ``conditioning.py``), never text. Pure Python.
 """
@@ -22,9 +16,8 @@ sentence vectors, saved in the same file, see ``conditioning.py``), never text. 
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
 
-__all__ = ["HINT_ROWS", "NO_HINT", "HintClocks", "hint_row", "last_clock", "split_rows"]
+__all__ = ["HINT_ROWS", "NO_HINT", "hint_row", "last_clock"]
 
 # The clock characters that get a hint (index into "HH:MM") and their block of ten rows.
 _SLOTS = {0: 0, 1: 1, 3: 2, 4: 3}
@@ -33,40 +26,12 @@ NO_HINT = -1
 _TURN_CLOCK = re.compile(r"^\[[^\]\n]*\] \[(?:\+[0-9]+d )?([0-9]{2}):([0-9]{2})\] ", re.MULTILINE)
 
 
-# A position's two hints, each a row or none, packed as (last + 1) + _CODES * (stated + 1) - 1:
-# with no stated clock the packed row is the last clock's row itself.
-_CODES = HINT_ROWS + 1
-
-
-class HintClocks(NamedTuple):
-    """The clocks a reply's hints offer: the last turn's, and the person's stated one (or None),
-    each in minutes of the day."""
-
-    prev: int
-    stated: int | None = None
-
-
-def hint_row(written: str, prev_clock: int, stated_clock: int | None = None) -> int:
+def hint_row(written: str, prev_clock: int) -> int:
     """The hint for the position that follows ``written``, the reply's TIME so far after its ``[``.
 
-    ``prev_clock`` is the last turn's local clock in minutes of the day, ``stated_clock`` the
-    clock the person stated (for a model with stated hints). A ``+Nd `` day count gets no hint; its
-    clock does, counted from the space. Past the time, no hint (``NO_HINT``).
+    ``prev_clock`` is the last turn's local clock in minutes of the day. A ``+Nd `` day count gets
+    no hint; its clock does, counted from the space. Past the time, no hint (``NO_HINT``).
     """
-    last = _row(written, prev_clock)
-    if stated_clock is None or last == NO_HINT:  # both hints sit at the same positions
-        return last
-    return last + 1 + _CODES * (_row(written, stated_clock) + 1) - 1
-
-
-def split_rows(row: Any) -> tuple[Any, Any]:
-    """A packed :func:`hint_row` (an int, or an integer tensor of them) as (the last clock's row,
-    the stated clock's row), ``NO_HINT`` for none."""
-    code = row + 1
-    return code % _CODES - 1, code // _CODES - 1
-
-
-def _row(written: str, prev_clock: int) -> int:
     if written.startswith("+"):
         space = written.find(" ")
         if space < 0:

@@ -15,8 +15,7 @@ from typing import Any
 
 import torch
 
-from companion.generator.clock_hints import NO_HINT, HintClocks, hint_row
-from companion.generator.clock_mentions import stated_clock
+from companion.generator.clock_hints import NO_HINT, hint_row
 from companion.generator.conditioning import SentenceConditioning
 from companion.generator.time_choice import (
     TimeCandidate,
@@ -26,7 +25,7 @@ from companion.generator.time_choice import (
     neighbours,
 )
 from companion.generator.time_window import TimeWindow
-from companion.generator.transcript import Dialogue, GenerationFailed, render_prompt
+from companion.generator.transcript import GenerationFailed
 from companion.generator.types import SamplingConfig
 
 __all__ = ["TREE_EXPANDED_PREFIXES", "ClockScoring"]
@@ -50,19 +49,14 @@ class ClockScoring:
     def _forward(self, input_ids: torch.Tensor, past: Any, added: torch.Tensor | None = None) -> Any:
         raise NotImplementedError
 
-    def _hint_clocks(self, window: TimeWindow, dialogue: Dialogue) -> HintClocks | None:
-        """The clocks the hints offer (the last turn's, and for a model with stated hints the one
-        the person stated), or None when this model reads no hints.
+    def _hint_clock(self, window: TimeWindow) -> int | None:
+        """The clock the hints offer (the last turn's), or None when this model reads no hints.
 
         Hints are defined per character of the time, so they need our one-character-per-token
-        tokenizer; a conditioned model always has it (``build.py``). The stated clock is read off
-        the rendered prompt, as training read it."""
+        tokenizer; a conditioned model always has it (``build.py``)."""
         if self.conditioning is None or self.conditioning.clock_hints is None:
             return None
-        if self._digit_token_ids() is None:
-            return None
-        stated = stated_clock(render_prompt(dialogue)) if self.conditioning.stated_hints is not None else None
-        return HintClocks(window.prev_clock, stated)
+        return window.prev_clock if self._digit_token_ids() is not None else None
 
     def _hints(self, rows: list[int]) -> torch.Tensor | None:
         """Clock-hint embeddings ``(1, len(rows), hidden)`` for positions in a row; None for none."""
@@ -79,9 +73,9 @@ class ClockScoring:
             self._written[key] = prefixes
         return prefixes
 
-    def _time_hint_rows(self, ids: list[int], clocks: HintClocks) -> list[int]:
+    def _time_hint_rows(self, ids: list[int], clock: int) -> list[int]:
         """The clock-hint row of each of ``ids``, the reply's TIME tokens after its open ``[``."""
-        return [hint_row(written, *clocks) for written in self._written_prefixes(ids)]
+        return [hint_row(written, clock) for written in self._written_prefixes(ids)]
 
     def _time_token_ids(self, time: str) -> list[int]:
         ids = self._time_ids.get(time)
@@ -95,10 +89,10 @@ class ClockScoring:
         past: Any,
         last_logits: torch.Tensor,
         candidates: list[TimeCandidate],
-        clocks: HintClocks | None = None,
+        clock: int | None = None,
     ) -> list[float]:
         """Log-probability of each candidate's ``TIME]`` after the prompt, all in one batched pass
-        (with the hints of ``clocks`` on the time's positions)."""
+        (with the clock hints of ``clock`` on the time's positions)."""
         sequences = [self._time_token_ids(c.time) for c in candidates]
         width = max(len(s) for s in sequences)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -110,10 +104,10 @@ class ClockScoring:
         if width == 1:
             return first.tolist()
         added = None
-        if clocks is not None and self.conditioning is not None:
+        if clock is not None and self.conditioning is not None:
             rows = torch.full((len(sequences), width - 1), NO_HINT, dtype=torch.long)
             for row, sequence in enumerate(sequences):
-                hinted = self._time_hint_rows(sequence[: width - 1], clocks)
+                hinted = self._time_hint_rows(sequence[: width - 1], clock)
                 rows[row, : len(hinted)] = torch.tensor(hinted)
             added = self.conditioning.hints(rows.to(self.device))
         expanded = copy.deepcopy(past)
@@ -146,7 +140,7 @@ class ClockScoring:
         last_logits: torch.Tensor,
         digits: dict[str, int],
         prev_clock: int,
-        clocks: HintClocks | None = None,
+        hinted: bool = False,
     ) -> torch.Tensor:
         """Log-probability of every clock ``HH:MM`` (index = minute of the day, shape ``(1440,)``).
 
@@ -154,15 +148,13 @@ class ClockScoring:
         hours each as the three tokens ``H``, ``H``, ``:`` (whose three positions give the hour's
         second digit, the colon and the minute's tens digit), then the minute's last digit for
         about 17 ten-minute prefixes. Exact for the hours and ten-minute prefixes, and for the last
-        digit of the likeliest prefixes and the instant minute's. With ``clocks``, each position
-        carries their hints for the characters written before it (the prompt's ``[`` already
-        does); a position's hint depends only on how many characters are written.
+        digit of the likeliest prefixes and the instant minute's. ``hinted``: each position carries
+        the clock hint of ``prev_clock`` for the characters written before it (the prompt's ``[``
+        already does); a position's hint depends only on how many characters are written.
         """
 
         def hint(*written: int) -> torch.Tensor | None:
-            if clocks is None:
-                return None
-            return self._hints([hint_row("00:00"[:w], *clocks) for w in written])
+            return self._hints([hint_row("00:00"[:w], prev_clock) for w in written]) if hinted else None
 
         d = torch.tensor([digits[str(i)] for i in range(10)], device=self.device)
         colon = digits[":"]
@@ -190,12 +182,7 @@ class ClockScoring:
         return total.reshape(1440)
 
     def _tree_candidates(
-        self,
-        output: Any,
-        window: TimeWindow,
-        digits: dict[str, int],
-        later_floor: float,
-        clocks: HintClocks | None,
+        self, output: Any, window: TimeWindow, digits: dict[str, int], later_floor: float
     ) -> tuple[list[TimeCandidate], list[float], float]:
         """Every allowed clock of the next 23 hours with its exact log-probability, plus ``+1d`` grid
         candidates when the model's probability of a day count (a delay of a day or more) reaches
@@ -205,26 +192,27 @@ class ClockScoring:
         chosen, so the 48 of them are not scored (a fifth of a follow-up's time) and ``choose``
         counts the day counts' exact mass instead. Sampling passes 1%, to sample from them too."""
         past, last_logits = output.past_key_values, output.logits[0, -1].float()
-        by_minute = self._clock_log_probs(past, last_logits, digits, window.prev_clock, clocks).tolist()
+        clock = self._hint_clock(window)
+        clocks = self._clock_log_probs(
+            past, last_logits, digits, window.prev_clock, hinted=clock is not None
+        ).tolist()
         candidates: list[TimeCandidate] = []
         log_probs: list[float] = []
         for candidate in day_candidates(window):
             candidates.append(candidate)
-            log_probs.append(by_minute[(window.prev_clock + candidate.minutes) % 1440])
+            log_probs.append(clocks[(window.prev_clock + candidate.minutes) % 1440])
         plus = float(torch.log_softmax(last_logits, dim=-1)[digits["+"]])
         later = [c for c in grid_candidates(window) if c.minutes >= 1440]
         if later and plus >= math.log(max(later_floor, 1e-12)):
             candidates += later
-            log_probs += self._score_times(past, last_logits, later, clocks)
+            log_probs += self._score_times(past, last_logits, later, clock)
         return candidates, log_probs, math.exp(plus)
 
-    def _choose_time(
-        self, output: Any, window: TimeWindow, sampling: SamplingConfig, clocks: HintClocks | None
-    ) -> str:
+    def _choose_time(self, output: Any, window: TimeWindow, sampling: SamplingConfig) -> str:
         """The reply's TIME, decided from the model's probabilities of whole times (``time_choice``).
 
-        ``output`` is the prompt's forward pass (with the hints of ``clocks``); its KV cache is
-        copied, never extended, so the text can be decoded on from it afterwards.
+        ``output`` is the prompt's forward pass; its KV cache is copied, never extended, so the
+        text can be decoded on from it afterwards.
         """
         past, last_logits = output.past_key_values, output.logits[0, -1].float()
         rng = random.Random(sampling.seed) if sampling.temperature > 0 else None
@@ -232,7 +220,7 @@ class ClockScoring:
         if digits is None:  # generate() takes this path only for a digit-per-token tokenizer
             raise GenerationFailed("distribution time decoding needs a digit-per-token tokenizer")
         later_floor = 0.01 if sampling.temperature > 0 else self.later_threshold
-        candidates, log_probs, later_mass = self._tree_candidates(output, window, digits, later_floor, clocks)
+        candidates, log_probs, later_mass = self._tree_candidates(output, window, digits, later_floor)
         chosen = choose(
             candidates,
             log_probs,
@@ -246,5 +234,5 @@ class ClockScoring:
             return chosen.time
         # A "+1d" grid candidate (30 minutes apart): the exact minute around it.
         around = neighbours(chosen, window, radius=15)
-        scores = self._score_times(past, last_logits, around, clocks)
+        scores = self._score_times(past, last_logits, around, self._hint_clock(window))
         return around[max(range(len(around)), key=scores.__getitem__)].time

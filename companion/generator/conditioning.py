@@ -12,11 +12,9 @@ projection): ``sentence_conditioning.json`` and ``sentence_conditioning.safetens
 
 The open reply line (``[luda] [`` and the completion after it) carries no sentence vector. Its
 time positions carry clock hints instead (``clock_hints.py``): a learned embedding of the last
-turn's clock digit that the next time character would copy, stored beside the projection, and for
-models built with them stated hints (the digit of the clock the person stated, a table of its
-own). Shapes:
+turn's clock digit that the next time character would copy, stored beside the projection. Shapes:
 ``input_ids (B, T)``, ``token_vectors (B, T, 512)`` (zeros where a token has none),
-``clock_hints (B, T)`` (a packed row of ``clock_hints.hint_row``, or ``NO_HINT``).
+``clock_hints (B, T)`` (a row of ``clock_hints.HINT_ROWS``, or ``NO_HINT``).
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from typing import Any, cast
 import torch
 from safetensors.torch import load_file, save_file
 
-from companion.generator.clock_hints import HINT_ROWS, split_rows
+from companion.generator.clock_hints import HINT_ROWS
 from companion.generator.sentence_vectors import DIMENSION, ENCODER_NAME, turn_texts
 
 __all__ = [
@@ -47,35 +45,29 @@ WEIGHTS_FILE = "sentence_conditioning.safetensors"
 
 class SentenceConditioning(torch.nn.Module):
     """The learned projection of sentence vectors into the LM's embedding space, and (for models
-    built with them) the clock-hint and stated-hint embeddings of the reply's time positions."""
+    built with them) the clock-hint embeddings of the reply's time positions."""
 
-    def __init__(
-        self,
-        hidden_size: int,
-        dimension: int = DIMENSION,
-        *,
-        clock_hints: bool = False,
-        stated_hints: bool = False,
-    ) -> None:
+    def __init__(self, hidden_size: int, dimension: int = DIMENSION, *, clock_hints: bool = False) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.dimension = dimension
         self.projection = torch.nn.Linear(dimension, hidden_size, bias=False)
-        self.clock_hints = _hint_table(hidden_size) if clock_hints or stated_hints else None
-        self.stated_hints = _hint_table(hidden_size) if stated_hints else None
+        self.clock_hints: torch.nn.Embedding | None = None
+        if clock_hints:
+            # Row HINT_ROWS is "no hint": zeros, never trained. Small init, like the LM's embeddings.
+            self.clock_hints = torch.nn.Embedding(HINT_ROWS + 1, hidden_size, padding_idx=HINT_ROWS)
+            with torch.no_grad():
+                self.clock_hints.weight.normal_(0.0, 0.02)
+                self.clock_hints.weight[HINT_ROWS].zero_()
 
     def forward(self, token_vectors: torch.Tensor) -> torch.Tensor:
         return cast(torch.Tensor, self.projection(token_vectors))
 
     def hints(self, rows: torch.Tensor) -> torch.Tensor | None:
-        """The embeddings of packed hint rows (``NO_HINT``, -1, adds nothing); None without hints."""
+        """The embeddings of clock-hint rows (``NO_HINT``, -1, adds nothing); None without hints."""
         if self.clock_hints is None:
             return None
-        last, stated = split_rows(rows)
-        added = cast(torch.Tensor, self.clock_hints(torch.where(last < 0, HINT_ROWS, last)))
-        if self.stated_hints is not None:
-            added = added + self.stated_hints(torch.where(stated < 0, HINT_ROWS, stated))
-        return added
+        return cast(torch.Tensor, self.clock_hints(torch.where(rows < 0, HINT_ROWS, rows)))
 
     def save(self, directory: str | Path) -> None:
         out = Path(directory)
@@ -83,15 +75,12 @@ class SentenceConditioning(torch.nn.Module):
         tensors = {"projection.weight": self.projection.weight.detach().cpu().contiguous()}
         if self.clock_hints is not None:
             tensors["clock_hints.weight"] = self.clock_hints.weight.detach().cpu().contiguous()
-        if self.stated_hints is not None:
-            tensors["stated_hints.weight"] = self.stated_hints.weight.detach().cpu().contiguous()
         save_file(tensors, out / WEIGHTS_FILE)
         config = {
             "encoder": ENCODER_NAME,
             "dimension": self.dimension,
             "hidden_size": self.hidden_size,
             "clock_hints": self.clock_hints is not None,
-            "stated_hints": self.stated_hints is not None,
         }
         (out / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
 
@@ -102,10 +91,7 @@ class SentenceConditioning(torch.nn.Module):
         if config.get("encoder") != ENCODER_NAME:
             raise ValueError(f"{path / CONFIG_FILE}: unknown sentence encoder {config.get('encoder')!r}")
         module = cls(
-            int(config["hidden_size"]),
-            int(config["dimension"]),
-            clock_hints=bool(config.get("clock_hints")),
-            stated_hints=bool(config.get("stated_hints")),
+            int(config["hidden_size"]), int(config["dimension"]), clock_hints=bool(config.get("clock_hints"))
         )
         weights = load_file(path / WEIGHTS_FILE)
         module.projection.weight.data.copy_(weights["projection.weight"])
@@ -113,21 +99,7 @@ class SentenceConditioning(torch.nn.Module):
             if "clock_hints.weight" not in weights:
                 raise ValueError(f"{path / WEIGHTS_FILE}: the config promises clock hints; none are stored")
             module.clock_hints.weight.data.copy_(weights["clock_hints.weight"])
-        if module.stated_hints is not None:
-            if "stated_hints.weight" not in weights:
-                raise ValueError(f"{path / WEIGHTS_FILE}: the config promises stated hints; none are stored")
-            module.stated_hints.weight.data.copy_(weights["stated_hints.weight"])
         return module
-
-
-def _hint_table(hidden_size: int) -> torch.nn.Embedding:
-    """A hint table: a row per clock character and digit, and row ``HINT_ROWS`` for "no hint"
-    (zeros, never trained). Small init, like the LM's embeddings."""
-    table = torch.nn.Embedding(HINT_ROWS + 1, hidden_size, padding_idx=HINT_ROWS)
-    with torch.no_grad():
-        table.weight.normal_(0.0, 0.02)
-        table.weight[HINT_ROWS].zero_()
-    return table
 
 
 def has_conditioning(directory: str | Path) -> bool:

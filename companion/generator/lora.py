@@ -113,7 +113,6 @@ def train_lora(
             max_length=limit,
             text_index=text_index,
             clock_hints=hinted,
-            stated_hints=conditioning is not None and conditioning.stated_hints is not None,
         )
         for p in pairs
     ]

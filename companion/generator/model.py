@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from companion.generator.clock_hints import HintClocks, hint_row
+from companion.generator.clock_hints import hint_row
 from companion.generator.clock_scoring import ClockScoring
 from companion.generator.conditioning import SentenceConditioning, has_conditioning, token_turn_texts
 from companion.generator.constraint import DecodeState, TimeWindow, VocabularyIndex, time_window
@@ -223,14 +223,14 @@ class ReplyGenerator(ClockScoring):
         input_ids: torch.Tensor,
         token_vectors: torch.Tensor | None,
         suffix_ids: list[int],
-        clocks: HintClocks | None,
+        clock: int | None,
     ) -> torch.Tensor | None:
         """What joins the prompt's token embeddings: its projected turn vectors, plus the clock hints
         of the open ``[`` and of the ``suffix_ids`` after it (a forced time) at the prompt's end."""
         added = self._projected(token_vectors)
-        if clocks is None:
+        if clock is None:
             return added
-        rows = [hint_row("", *clocks), *self._time_hint_rows(suffix_ids, clocks)]
+        rows = [hint_row("", clock), *self._time_hint_rows(suffix_ids, clock)]
         hints = self._hints(rows)
         if hints is None:
             return added
@@ -286,10 +286,10 @@ class ReplyGenerator(ClockScoring):
             if constrained
             else None
         )
-        clocks = self._hint_clocks(window, dialogue)
+        clock = self._hint_clock(window)
         forced_ids = self._time_token_ids(forced[:-1]) if forced else []
-        added = self._prompt_added(input_ids, token_vectors, forced_ids, clocks)
-        decoded = self._decode(input_ids, sampling, state, added, hint_clocks=clocks, written=forced)
+        added = self._prompt_added(input_ids, token_vectors, forced_ids, clock)
+        decoded = self._decode(input_ids, sampling, state, added, hint_clock=clock, written=forced)
         completion = self._more_bubbles(
             forced + self.index.decode(decoded.ids), decoded, dialogue, sampling, max_bubbles, max_delay
         )
@@ -308,12 +308,12 @@ class ReplyGenerator(ClockScoring):
     ) -> GeneratedReply:
         """One prompt pass: score whole times on it, then decode the text on from its KV cache."""
         input_ids, token_vectors = self._prompt_inputs(dialogue, "", sampling.max_new_tokens)
-        clocks = self._hint_clocks(window, dialogue)
-        output = self._forward(input_ids, None, self._prompt_added(input_ids, token_vectors, [], clocks))
-        time = self._choose_time(output, window, sampling, clocks)
+        clock = self._hint_clock(window)
+        output = self._forward(input_ids, None, self._prompt_added(input_ids, token_vectors, [], clock))
+        time = self._choose_time(output, window, sampling)
         state = DecodeState(self.index, window, prefix=time + "]", another_bubble=max_bubbles > 1)
         time_ids = self._time_token_ids(time)
-        hints = self._hints(self._time_hint_rows(time_ids, clocks)) if clocks is not None else None
+        hints = self._hints(self._time_hint_rows(time_ids, clock)) if clock is not None else None
         decoded = self._decode(
             torch.tensor([time_ids], device=self.device), sampling, state, hints, past=output.past_key_values
         )
@@ -397,7 +397,7 @@ class ReplyGenerator(ClockScoring):
         state: DecodeState | None,
         first_added: torch.Tensor | None = None,
         past: Any = None,
-        hint_clocks: HintClocks | None = None,
+        hint_clock: int | None = None,
         written: str = "",
     ) -> _Decoded:
         """Sample up to ``max_new_tokens`` ids after ``input_ids`` (shape ``(1, T)``), EOS excluded.
@@ -405,7 +405,7 @@ class ReplyGenerator(ClockScoring):
         ``past`` is the KV cache of what came before ``input_ids`` (None: ``input_ids`` is the whole
         prompt). ``first_added`` joins the embeddings of ``input_ids`` (the first pass only: the
         tokens after them are on the open reply line, which carries no vector). With
-        ``hint_clocks``, each new token of the time carries its hints; ``written`` is the time
+        ``hint_clock``, each new token of the time carries its clock hint; ``written`` is the time
         text already in the context after the open ``[``. Under the constraint, the text never
         repeats a 3-token sequence (no loops). A line break the state allows ends the text with
         ``another_bubble`` set; it is not fed, so the returned cache ends at the text's last token.
@@ -420,9 +420,9 @@ class ReplyGenerator(ClockScoring):
             added = first_added
             if step > 0:
                 added = None
-                if hint_clocks is not None and "]" not in written:
+                if hint_clock is not None and "]" not in written:
                     written = written + self.tokenizer.decode(generated[-1:])
-                    added = self._hints([hint_row(written, *hint_clocks)])
+                    added = self._hints([hint_row(written, hint_clock)])
             output = self._forward(step_input, past, added)
             past = output.past_key_values
             logits = output.logits[0, -1].float()

@@ -89,21 +89,16 @@ def _encode_completion(tokenizer: Any, completion: str) -> tuple[list[int], int,
     return list(encoded["input_ids"]), sum(1 for start, _ in offsets if start <= end), ends
 
 
-def _hint_rows(
-    prompt: str, completion: str, prompt_length: int, ends: list[int] | None, *, stated: bool
-) -> list[int]:
-    """Each token's clock-hint row: the prompt's last ``[`` and the completion's time positions
-    (with ``stated``, packed with the stated clock's hint, ``clock_mentions.stated_clock``)."""
+def _hint_rows(prompt: str, completion: str, prompt_length: int, ends: list[int] | None) -> list[int]:
+    """Each token's clock-hint row: the prompt's last ``[`` and the completion's time positions."""
     from companion.generator.clock_hints import NO_HINT, hint_row, last_clock
-    from companion.generator.clock_mentions import stated_clock
 
     rows = [NO_HINT] * prompt_length
     clock = last_clock(prompt)
     if clock is None or ends is None or not prompt.endswith("["):
         return rows + [NO_HINT] * (len(ends or ()) + 1)
-    said = stated_clock(prompt) if stated else None
-    rows[-1] = hint_row("", clock, said)
-    return rows + [hint_row(completion[:stop], clock, said) for stop in ends] + [NO_HINT]  # the EOS
+    rows[-1] = hint_row("", clock)
+    return rows + [hint_row(completion[:stop], clock) for stop in ends] + [NO_HINT]  # the EOS
 
 
 def encode_example(
@@ -114,14 +109,12 @@ def encode_example(
     max_length: int,
     text_index: TextIndex | None = None,
     clock_hints: bool = False,
-    stated_hints: bool = False,
 ) -> TrainingExample:
     """One pair encoded; a long prompt loses its oldest tokens, never the completion.
 
     With ``text_index`` each token also records the row of the turn text whose vector it carries
     (the sentence-vector conditioning, see ``conditioning.token_turn_texts``); with
-    ``clock_hints`` its clock-hint row (``clock_hints.py``), with ``stated_hints`` packed with
-    the stated clock's.
+    ``clock_hints`` its clock-hint row (``clock_hints.py``).
     """
     rows: list[int] | None = None
     if text_index is None:
@@ -132,11 +125,7 @@ def encode_example(
         prompt_ids, owners = token_turn_texts(tokenizer, prompt)
         rows = [text_index(owner) for owner in owners]
     text_ids, time_tokens, ends = _encode_completion(tokenizer, completion)
-    hints = (
-        _hint_rows(prompt, completion, len(prompt_ids), ends, stated=stated_hints)
-        if clock_hints or stated_hints
-        else None
-    )
+    hints = _hint_rows(prompt, completion, len(prompt_ids), ends) if clock_hints else None
     completion_ids = [*text_ids, tokenizer.eos_token_id][: max_length // 2]
     keep = max_length - len(completion_ids)
     if hints is not None:
