@@ -37,3 +37,8 @@ class RedisCache(DjangoRedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = _SharedClientRedisCacheClient
+
+    def redis_client(self, key: str) -> Any:
+        """The ``redis.Redis`` that writes ``key`` (already made with :meth:`make_key`), for the
+        few callers that need a command the cache API has not (a Lua script)."""
+        return self._cache.get_client(key, write=True)  # type: ignore[attr-defined]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from channels.db import database_sync_to_async
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.test import Client
 from rest_framework.test import APIClient
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
 from chat.client_address import client_address
 from chat.models import Message
+from chat.throttles import PersonRateThrottle, person_budget_spend
 from tests.chat.conftest import receive_event, token_key, ws_open
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -104,6 +108,37 @@ def test_the_login_page_locks_an_address_whatever_the_account(settings, person):
         "Too many failed logins for this account or address. Try again in 15 minutes.",
     )
     assert "_auth_user_id" not in client.session
+
+
+def test_the_window_is_drfs_sliding_window(monkeypatch, person):
+    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "3/minute"})
+    clock = iter([1000.0, 1001.0, 1002.0, 1003.0, 1060.0, 1060.5, 1061.0])
+    monkeypatch.setattr(PersonRateThrottle, "timer", staticmethod(lambda: next(clock)))
+
+    waits = [person_budget_spend(person) for _ in range(7)]
+
+    # three allowed; the fourth waits until the first leaves the window (60 - 3 s); at 1060 the
+    # first has left (DRF drops a request exactly one period old) and the refused one never counted
+    assert waits == [None, None, None, 57.0, None, 0.5, None]
+
+
+def test_concurrent_requests_of_one_person_never_pass_the_limit(monkeypatch, person):
+    # DRF's GET-then-SET let two processes read one history and both pass; one script cannot.
+    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "5/minute"})
+    start = threading.Barrier(20)
+
+    def spend(_: int) -> float | None:
+        start.wait()
+        return person_budget_spend(person)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        waits = list(pool.map(spend, range(20)))
+
+    assert sum(wait is None for wait in waits) == 5
+    window = caches["default"].make_key(f"throttle_user_{person.pk}:window")
+    client = caches["default"].redis_client(window)
+    assert client.zcard(window) == 5
+    assert 0 < client.pttl(window) <= 60_000  # it expires with its period
 
 
 async def test_socket_sends_spend_the_same_budget_as_rest(monkeypatch, person, conversation):
