@@ -26,7 +26,6 @@ from rest_framework.request import Request
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
 from chat.client_address import client_address
-from companion.redis_cache import RedisCache
 
 # KEYS[1]: the window (a sorted set of allowed requests, scored by their time).
 # ARGV: now, the period in seconds, the allowed count, a member unique to this request.
@@ -68,14 +67,15 @@ class _AtomicWindow(SimpleRateThrottle):
         if self.key is None:
             return True
         cache = caches[DEFAULT_CACHE_ALIAS]
-        if not isinstance(cache, RedisCache):
+        redis_client = getattr(cache, "redis_client", None)  # companion.redis_cache.RedisCache's
+        if redis_client is None:
             raise ImproperlyConfigured(
                 "the API throttles need CACHES['default'] to be companion.redis_cache.RedisCache"
             )
         window_key = cache.make_key(f"{self.key}:window")
         self.now = self.timer()
         member = f"{self.now:.6f}:{secrets.token_hex(4)}"  # two requests in one microsecond stay two
-        client = cache.redis_client(window_key)
+        client = redis_client(window_key)
         arguments = (window_key, repr(self.now), self.duration, self.num_requests, member)
         try:
             allowed, self.window_count, oldest = client.evalsha(_WINDOW_SHA, 1, *arguments)
