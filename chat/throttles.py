@@ -29,22 +29,21 @@ from chat.client_address import client_address
 
 # KEYS[1]: the window (a sorted set of allowed requests, scored by their time).
 # ARGV: now, the period in seconds, the allowed count, a member unique to this request.
-# Returns {allowed 0/1, requests in the window (this one included if allowed), the oldest's time}.
-# The oldest is returned as ZRANGE gives it, a string: Lua numbers come back as integers.
+# Returns {1} when allowed (the request is added), else {0, requests in the window, the oldest's
+# time}: what wait() needs, and DRF asks wait() only of a refused request. The oldest is returned
+# as ZRANGE gives it, a string: Lua numbers come back as integers.
 _WINDOW_SCRIPT = """
 local now = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
 local count = redis.call('ZCARD', KEYS[1])
-local allowed = 0
 if count < tonumber(ARGV[3]) then
   redis.call('ZADD', KEYS[1], now, ARGV[4])
   redis.call('PEXPIRE', KEYS[1], math.ceil(period * 1000))
-  count = count + 1
-  allowed = 1
+  return {1}
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {allowed, count, oldest[2] or false}
+return {0, count, oldest[2]}
 """
 
 
@@ -57,8 +56,9 @@ class _AtomicWindow(SimpleRateThrottle):
     # Set by SimpleRateThrottle.__init__ from the rate (djangorestframework-stubs omit them).
     num_requests: int
     duration: int
+    # Of a refused request's window (allow_request sets them; DRF calls wait() only then).
     window_count: int
-    window_oldest: float | None
+    window_oldest: float
 
     def allow_request(self, request: Request, view: Any) -> bool:
         if self.rate is None:
@@ -78,20 +78,21 @@ class _AtomicWindow(SimpleRateThrottle):
         client = redis_client(window_key)
         arguments = (window_key, repr(self.now), self.duration, self.num_requests, member)
         try:
-            allowed, self.window_count, oldest = client.evalsha(_WINDOW_SHA, 1, *arguments)
+            answer = client.evalsha(_WINDOW_SHA, 1, *arguments)
         except NoScriptError:  # a Redis that restarted, or never ran it: EVAL caches it there
-            allowed, self.window_count, oldest = client.eval(_WINDOW_SCRIPT, 1, *arguments)
-        self.window_oldest = float(oldest) if oldest else None
-        return bool(allowed)
+            answer = client.eval(_WINDOW_SCRIPT, 1, *arguments)
+        if answer[0]:
+            return True
+        self.window_count, self.window_oldest = int(answer[1]), float(answer[2])
+        return False
 
     def wait(self) -> float | None:
-        """DRF's ``wait()``, from the window the script counted."""
-        oldest = self.window_oldest
-        remaining = self.duration if oldest is None else self.duration - (self.now - oldest)
+        """DRF's ``wait()`` of a refused request, from the window the script counted."""
+        remaining = self.duration - (self.now - self.window_oldest)
         available = self.num_requests - self.window_count + 1
         if available <= 0:
             return None
-        return max(0.0, remaining) / available
+        return remaining / available
 
 
 class AddressRateThrottle(_AtomicWindow, AnonRateThrottle):
