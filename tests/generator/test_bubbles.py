@@ -175,10 +175,9 @@ def test_the_follow_up_decision_is_a_time_within_the_window():
         )
 
 
-# The first test to ask for the default model builds it when its sources changed (minutes on 2
-# cores, see ``default_model_dir``): the suite's 300 s per-test limit would cut that short.
+# The first test to ask for the default model builds it when its sources changed; conftest.py
+# gives every test that asks for ``default_model_dir`` the time limit of a build.
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
 def test_the_default_model_writes_some_replies_in_two_bubbles_each_a_minute_apart_at_most(default_model_dir):
     # given: the default model (the one `make run` builds) and the dev set's instant conversations
     from companion.generator.model import BUBBLE_MAX_GAP  # imports torch: only in this test

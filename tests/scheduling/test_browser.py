@@ -29,9 +29,9 @@ from scheduling.models import ScheduledReply
 from tests.factories import CompanionFactory, UserFactory
 from tests.scheduling.conftest import wait_for
 
-# The first of these tests may build the default model (minutes, once per version of its
-# sources; see ``default_model_dir``): the suite's 300 s per-test limit would cut that short.
-pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.slow, pytest.mark.timeout(1800)]
+# The first of these tests may build the default model; conftest.py gives every test that asks
+# for ``default_model_dir`` the time limit of a build.
+pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.slow]
 State = ScheduledReply.State
 EAT = "I'm going to eat now"
 
