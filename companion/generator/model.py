@@ -24,6 +24,7 @@ from companion.generator.clock_hints import hint_row
 from companion.generator.clock_scoring import ClockScoring
 from companion.generator.conditioning import SentenceConditioning, has_conditioning, token_turn_texts
 from companion.generator.constraint import DecodeState, TimeWindow, VocabularyIndex, time_window
+from companion.generator.lean_llama import LeanLlama, lean_supported
 from companion.generator.sentence_vectors import SentenceVectors, shared_vectors
 from companion.generator.time_choice import INSTANT_THRESHOLD, LATER_THRESHOLD
 from companion.generator.transcript import (
@@ -129,6 +130,10 @@ class ReplyGenerator(ClockScoring):
             tokenizer, vocab_size=vocab_size, eos_ids=self.eos_ids, device=self.device
         )
         self.max_length = int(getattr(model.config, "max_position_embeddings", 0) or 4096)
+        # The lean forward of ``self.model`` (None: transformers' own forward), rebuilt when
+        # ``self.model`` is replaced (a LoRA wrapped around it, say).
+        self._lean: LeanLlama | None = None
+        self._lean_of: Any = None
 
     @classmethod
     def load(
@@ -205,11 +210,19 @@ class ReplyGenerator(ClockScoring):
 
     def _forward(self, input_ids: torch.Tensor, past: Any, added: torch.Tensor | None = None) -> Any:
         """One forward pass with the KV cache. ``added`` is already projected (``(B, T, hidden)``, or
-        ``(1, 1, hidden)`` broadcast over every token) and joins the token embeddings."""
+        ``(1, 1, hidden)`` broadcast over every token) and joins the token embeddings.
+
+        A plain Llama runs through :class:`~companion.generator.lean_llama.LeanLlama` (the same
+        arithmetic without transformers' per-call Python), any other model through its own forward.
+        """
+        if self._lean_of is not self.model:
+            self._lean = LeanLlama(self.model) if lean_supported(self.model) else None
+            self._lean_of = self.model
+        run: Any = self._lean or self.model
         if added is None:
-            return self.model(input_ids=input_ids, past_key_values=past, use_cache=True)
+            return run(input_ids=input_ids, past_key_values=past, use_cache=True)
         embeds = self.model.get_input_embeddings()(input_ids) + added
-        return self.model(inputs_embeds=embeds, past_key_values=past, use_cache=True)
+        return run(inputs_embeds=embeds, past_key_values=past, use_cache=True)
 
     def _projected(self, token_vectors: torch.Tensor | None) -> torch.Tensor | None:
         """The prompt's projected turn vectors (tokens after the prompt, on the open reply line,
