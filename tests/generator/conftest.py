@@ -64,16 +64,20 @@ def foreign_tokenizer(corpus_texts: list[str]) -> PreTrainedTokenizerFast:
     )
 
 
-def random_model(vocab_size: int, *, seed: int, eos_token_id: int) -> LlamaForCausalLM:
-    """An untrained (random-init) tiny Llama: the constraint alone must make its output valid."""
+def random_model(
+    vocab_size: int, *, seed: int, eos_token_id: int, layers: int = 1, kv_heads: int = 2
+) -> LlamaForCausalLM:
+    """An untrained (random-init) tiny Llama: the constraint alone must make its output valid.
+
+    Two attention heads of 16 dimensions; ``kv_heads=1`` makes it grouped-query attention."""
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=1,
+        num_hidden_layers=layers,
         num_attention_heads=2,
-        num_key_value_heads=2,
+        num_key_value_heads=kv_heads,
         max_position_embeddings=512,
         eos_token_id=eos_token_id,
     )

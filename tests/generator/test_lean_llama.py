@@ -7,32 +7,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
 
 from companion.generator import ReplyGenerator, SamplingConfig
 from companion.generator.lean_llama import LeanCache, LeanLlama, lean_supported
-from tests.generator.conftest import toy_dialogue
+from tests.generator.conftest import random_model, toy_dialogue
 
 
-def llama(*, kv_heads: int = 4, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=300,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=kv_heads,
-        max_position_embeddings=128,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config).eval()
+def llama() -> LlamaForCausalLM:
+    return random_model(300, seed=0, eos_token_id=2, layers=2)
 
 
-@pytest.mark.parametrize("kv_heads", [4, 2])
+@pytest.mark.parametrize("kv_heads", [2, 1])
 def test_prompt_cached_steps_and_batched_copies_give_transformers_logits_exactly(kv_heads: int) -> None:
     # given: a random Llama (plain and grouped-query attention) and its lean forward
-    model = llama(kv_heads=kv_heads)
+    model = random_model(300, seed=0, eos_token_id=2, layers=2, kv_heads=kv_heads)
     lean = LeanLlama(model)
     prompt = torch.randint(0, 300, (1, 40), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
