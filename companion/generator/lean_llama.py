@@ -109,6 +109,7 @@ class LeanLlama:
         past_key_values: LeanCache | None = None,
         use_cache: bool = True,
     ) -> LeanOutput:
+        # ``use_cache`` is taken for transformers' call signature only: the cache is always returned.
         inner = self.model.model
         hidden = inner.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         batch, length, _ = hidden.shape
