@@ -81,6 +81,27 @@ CANDIDATE_ZONES = [f"Etc/GMT{offset:+d}" if offset else "Etc/GMT" for offset in 
 ]
 
 
+# When the person's message may be sent, counted from the probe: a worker starting on busy cores
+# can take well over a minute, and on idle ones the message goes out within the second.
+SEND_WINDOW = timedelta(minutes=3)
+
+
+def latest_moments_of_each_minute(start, end) -> list:
+    """For every clock minute the interval [start, end] touches, its latest moment inside it.
+
+    The transcript shows minutes, so the model proposes the same clock for any second of one
+    minute; the delay it means is shortest when the message goes out at the minute's end. (A
+    probe 20 s after ``start`` missed the minute the message was sent in, 1 s after it, and the
+    model's "10 minutes from now" became 9.2 minutes: instant.)
+    """
+    moments = []
+    minute = start.replace(second=0, microsecond=0)
+    while minute <= end:
+        moments.append(min(minute + timedelta(minutes=1, microseconds=-1), end))
+        minute += timedelta(minutes=1)
+    return moments
+
+
 def daytime_zone_where_the_model_delays(conversation: Conversation, model_dir) -> str:
     """A zone, daytime there now, in which the default model answers EAT sent in the next three
     minutes at least 10 minutes later (what the worker's model will see, rendered the same way;
@@ -102,8 +123,7 @@ def daytime_zone_where_the_model_delays(conversation: Conversation, model_dir) -
             continue
         dialogue = dialogue_for(conversation=conversation, up_to_message_id=history.pk)
         delays = []
-        for seconds in (20, 60, 100, 140, 180):
-            sent = now + timedelta(seconds=seconds)
+        for sent in latest_moments_of_each_minute(now, now + SEND_WINDOW):
             asked = replace(dialogue, turns=(*dialogue.turns, Turn("person", sent, EAT)))
             delays.append(generator.generate(asked).at - sent)
         if min(delays) >= timedelta(minutes=10):
