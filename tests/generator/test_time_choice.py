@@ -110,3 +110,29 @@ def test_the_exact_mass_of_unscored_day_counts_counts_against_instant() -> None:
     # then: measured against the same-day mass alone the instant share is 0.4, against all of it 0.2
     assert choose(candidates, log_probs, later_mass=0.0, instant_threshold=0.3).time == "10:00"
     assert choose(candidates, log_probs, later_mass=0.5, instant_threshold=0.3).time == "20:00"
+
+
+def test_between_two_likely_peaks_the_reply_takes_the_time_of_least_expected_log_error() -> None:
+    # given: "in 30 minutes" (the likeliest five minutes), "in 2 hours" and "in 4 hours", nearly as
+    # likely, and almost nothing elsewhere
+    candidates = grid_candidates(WINDOW)
+    peaks = {"13:05": 0.030, "14:35": 0.025, "16:35": 0.029}
+    log_probs = _log_probs(candidates, {"12:34": 0.001, **peaks}, 1e-7)
+    # then: the hedge between them (log1p of 31, 121 and 241 minutes average to 4.56: 121 is nearest),
+    # not the single likeliest minute
+    assert choose(candidates, log_probs).time == "14:35"
+    # and with one clear peak the reply is that peak
+    sharp = _log_probs(candidates, {"12:34": 0.001, "13:05": 0.2, "14:35": 0.015, "16:35": 0.015}, 1e-7)
+    assert choose(candidates, sharp).time == "13:05"
+
+
+def test_below_the_later_threshold_a_delayed_reply_stays_within_the_day() -> None:
+    # given: a same-day peak and much more mass on later clocks, with a day count under the threshold
+    candidates = [
+        TimeCandidate("10:00", 0, 1.0),
+        TimeCandidate("20:00", 600, 1.0),
+        TimeCandidate("+2d 14:00", 2 * 1440 + 240, 30.0),
+    ]
+    log_probs = [math.log(0.01), math.log(0.30), math.log(0.25)]
+    # then: the reply stays on the same day, whatever the later mass pulls the expected error to
+    assert choose(candidates, log_probs, later_mass=0.4, later_threshold=0.5).time == "20:00"
