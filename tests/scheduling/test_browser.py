@@ -18,7 +18,7 @@ the guard rules apply, not a change to the model.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -86,7 +86,7 @@ CANDIDATE_ZONES = [f"Etc/GMT{offset:+d}" if offset else "Etc/GMT" for offset in 
 SEND_WINDOW = timedelta(minutes=3)
 
 
-def latest_moments_of_each_minute(start, end) -> list:
+def latest_moments_of_each_minute(start: datetime, end: datetime) -> list[datetime]:
     """For every clock minute the interval [start, end] touches, its latest moment inside it.
 
     The transcript shows minutes, so the model proposes the same clock for any second of one
