@@ -157,6 +157,8 @@ def main() -> int:
     _prepare_database()
     host = os.environ.get("COMPANION_HOST", "127.0.0.1")
     port = os.environ.get("COMPANION_PORT", "8000")
+    # Before the first child starts: a Ctrl-C from here on stops the children already started.
+    stop_signals = catch_stop_signals()
     children = [
         _start(
             "web",
@@ -167,23 +169,37 @@ def main() -> int:
         _start("beat", celery_command("beat")),
     ]
     print(f"[stack] serving http://{host}:{port}/  (Ctrl-C stops everything)", flush=True)
+    return supervise(children, stop_signals)
 
-    stopping = threading.Event()
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
+def catch_stop_signals() -> list[int]:
+    """From now on SIGINT and SIGTERM are only recorded, in the returned list, for :func:`supervise`."""
+    received: list[int] = []
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    def record(signum: int, frame: FrameType | None) -> None:
+        # Only a list append, no lock: the handler runs in the main thread between two bytecodes
+        # of whatever it was doing, such as supervise's wait. It used to call
+        # threading.Event.set(), whose lock the interrupted Event.wait() can hold, and a SIGTERM
+        # to `make run` once left the supervisor blocked in its own handler, every child running.
+        received.append(signum)
+
+    signal.signal(signal.SIGINT, record)
+    signal.signal(signal.SIGTERM, record)
+    return received
+
+
+def supervise(children: Sequence[Child], stop_signals: Sequence[int], *, poll_seconds: float = 0.5) -> int:
+    """Wait until ``stop_signals`` (from :func:`catch_stop_signals`) holds one, or a child exits;
+    then stop every child. Returns 0 when stopped by a signal, 1 when a child died first."""
     exit_code = 0
-    while not stopping.is_set():
+    while not stop_signals:
         dead = [child for child in children if child.popen.poll() is not None]
         if dead:
             for child in dead:
                 print(f"[stack] {child.name} exited with {child.popen.returncode}; stopping", flush=True)
             exit_code = 1
             break
-        stopping.wait(0.5)
+        time.sleep(poll_seconds)
     print("[stack] stopping web, workers and beat…", flush=True)
     _stop_all(children)
     return exit_code
